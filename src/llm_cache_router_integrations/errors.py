@@ -1,0 +1,141 @@
+"""The typed errors of the library.
+
+Every error raised to a caller derives from :class:`LLMRouterError`. Provider failures are
+:class:`ProviderError` subclasses that say whether a retry can help (``retryable``) and, for rate
+limits, how long the provider asked to wait (``retry_after``). Messages never contain API keys:
+provider bodies are redacted before they reach an exception.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "ContentPolicyError",
+    "ContextLengthExceededError",
+    "InvalidRequestError",
+    "LLMRouterError",
+    "ModelNotFoundError",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderResponseError",
+    "ProviderTimeoutError",
+    "ProviderUnavailableError",
+    "RateLimitError",
+]
+
+
+class LLMRouterError(Exception):
+    """Base class of every error this library raises on purpose."""
+
+
+class ConfigurationError(LLMRouterError, ValueError):
+    """The router, a provider or a cache was configured wrongly; the message names the fix."""
+
+
+class InvalidRequestError(LLMRouterError, ValueError):
+    """The request itself is malformed (caught before any HTTP call); the message names the field."""
+
+
+class ProviderError(LLMRouterError):
+    """A provider call failed.
+
+    Attributes:
+        provider: the configured provider name (e.g. ``"openai"`` or ``"openai-eu"``).
+        status_code: the HTTP status, or ``None`` for transport failures and in-stream errors.
+        retryable: whether retrying the same deployment (after ``retry_after``) can succeed.
+        retry_after: seconds the provider asked to wait, parsed from ``Retry-After`` headers.
+        error_type: the provider's own error type or code, when it sent one.
+    """
+
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        status_code: int | None = None,
+        retry_after: float | None = None,
+        error_type: str | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.status_code = status_code
+        self.retry_after = retry_after
+        self.error_type = error_type
+        if retryable is not None:
+            self.retryable = retryable
+
+    def __str__(self) -> str:
+        where = f"[{self.provider}] " if self.provider else ""
+        status = f"HTTP {self.status_code}: " if self.status_code is not None else ""
+        return f"{where}{status}{self.message}"
+
+    def __reduce__(self) -> tuple[object, ...]:  # keep errors picklable across processes
+        return (_rebuild_error, (type(self), self.message, self.__dict__))
+
+
+def _rebuild_error(
+    cls: type[ProviderError], message: str, state: dict[str, object]
+) -> ProviderError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
+
+class RateLimitError(ProviderError):
+    """HTTP 429 or a provider's rate-limit code; honour ``retry_after`` when set."""
+
+    retryable = True
+
+
+class ProviderUnavailableError(ProviderError):
+    """5xx, an overloaded provider or an error event inside a stream; retryable."""
+
+    retryable = True
+
+
+class ProviderTimeoutError(ProviderError):
+    """The provider did not answer within the timeout; retryable."""
+
+    retryable = True
+
+
+class ProviderConnectionError(ProviderError):
+    """The connection failed or was reset; retryable."""
+
+    retryable = True
+
+
+class ProviderResponseError(ProviderError):
+    """The provider answered 2xx with a body that cannot be understood; retryable."""
+
+    retryable = True
+
+
+class AuthenticationError(ProviderError):
+    """HTTP 401/403: the API key is missing, wrong or lacks permission. Not retryable."""
+
+
+class ModelNotFoundError(ProviderError):
+    """HTTP 404: the model or endpoint does not exist for this provider. Not retryable."""
+
+
+class BadRequestError(ProviderError):
+    """HTTP 400/422: the provider rejected the request. Not retryable."""
+
+
+class ContextLengthExceededError(BadRequestError):
+    """The prompt plus ``max_tokens`` exceed the model's context window.
+
+    Not retryable on the same model; a router may fall back to a model with a larger window.
+    """
+
+
+class ContentPolicyError(BadRequestError):
+    """The provider refused the input or output under its content policy. Not retryable."""

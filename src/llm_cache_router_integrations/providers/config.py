@@ -1,0 +1,44 @@
+"""Configuration of one provider instance."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+__all__ = ["ProviderConfig"]
+
+
+class ProviderConfig(BaseModel):
+    """How to reach one provider instance.
+
+    Several instances of one provider type can live side by side under different names, e.g.
+    ``{"openai-eu": {"type": "openai", "base_url": "https://eu.example/v1"}}``. The API key is held
+    as a :class:`~pydantic.SecretStr`, so it never shows in a repr, a log line or a dump.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    type: str | None = Field(
+        default=None, description="registered provider type; default: the name"
+    )
+    api_key: SecretStr | None = Field(default=None, description="default: the provider's env var")
+    base_url: str | None = None
+    models: list[str] = Field(default_factory=list)
+    timeout: float = Field(default=60.0, gt=0, description="seconds for a whole request")
+    connect_timeout: float = Field(default=10.0, gt=0)
+    headers: dict[str, str] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="extra body parameters sent with every request"
+    )
+    max_connections: int = Field(default=100, ge=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        return value

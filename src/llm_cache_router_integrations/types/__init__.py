@@ -1,0 +1,57 @@
+"""Public, provider-neutral types: messages, requests, responses and stream chunks."""
+
+from .messages import (
+    AnthropicImageSource,
+    ContentBlock,
+    ImageBlock,
+    ImageURL,
+    ImageURLBlock,
+    InputAudio,
+    InputAudioBlock,
+    Message,
+    Role,
+    TextBlock,
+    ToolCall,
+    ToolCallFunction,
+    VideoBlock,
+    VideoURL,
+)
+from .request import (
+    ChatRequest,
+    FunctionDefinition,
+    JsonSchemaFormat,
+    NamedToolChoice,
+    ResponseFormat,
+    ToolChoice,
+    ToolDefinition,
+)
+from .response import FinishReason, LLMResponse, StreamChunk, ToolCallDelta, Usage
+
+__all__ = [
+    "AnthropicImageSource",
+    "ChatRequest",
+    "ContentBlock",
+    "FinishReason",
+    "FunctionDefinition",
+    "ImageBlock",
+    "ImageURL",
+    "ImageURLBlock",
+    "InputAudio",
+    "InputAudioBlock",
+    "JsonSchemaFormat",
+    "LLMResponse",
+    "Message",
+    "NamedToolChoice",
+    "ResponseFormat",
+    "Role",
+    "StreamChunk",
+    "TextBlock",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolCallFunction",
+    "ToolChoice",
+    "ToolDefinition",
+    "Usage",
+    "VideoBlock",
+    "VideoURL",
+]
