@@ -9,20 +9,25 @@ provider bodies are redacted before they reach an exception.
 from __future__ import annotations
 
 __all__ = [
+    "AllCandidatesFailedError",
+    "AllCandidatesSaturatedError",
     "AuthenticationError",
     "BadRequestError",
+    "BudgetExceededError",
     "ConfigurationError",
     "ContentPolicyError",
     "ContextLengthExceededError",
     "InvalidRequestError",
     "LLMRouterError",
     "ModelNotFoundError",
+    "NoDeploymentAvailableError",
     "ProviderConnectionError",
     "ProviderError",
     "ProviderResponseError",
     "ProviderTimeoutError",
     "ProviderUnavailableError",
     "RateLimitError",
+    "StreamInterruptedError",
 ]
 
 
@@ -139,3 +144,83 @@ class ContextLengthExceededError(BadRequestError):
 
 class ContentPolicyError(BadRequestError):
     """The provider refused the input or output under its content policy. Not retryable."""
+
+
+class BudgetExceededError(LLMRouterError):
+    """A call was refused before reaching any provider because it could exceed a budget.
+
+    Attributes:
+        window: ``"daily"`` or ``"monthly"``.
+        limit_usd: the budget of that window.
+        spent_usd: spent plus reserved in that window when the call was refused.
+        requested_usd: the worst-case cost the call would have reserved.
+    """
+
+    def __init__(
+        self, window: str, limit_usd: float, spent_usd: float, requested_usd: float
+    ) -> None:
+        super().__init__(
+            f"{window} budget exceeded: ${spent_usd:.6f} spent or reserved of ${limit_usd:.6f}, "
+            f"this call could cost up to ${requested_usd:.6f}; raise the budget, lower max_tokens "
+            "or wait for the next window"
+        )
+        self.window = window
+        self.limit_usd = limit_usd
+        self.spent_usd = spent_usd
+        self.requested_usd = requested_usd
+
+
+class AllCandidatesSaturatedError(LLMRouterError):
+    """Every candidate deployment's queue was full (backpressure); retry later or raise limits."""
+
+    def __init__(self, model: str, candidates: list[str]) -> None:
+        super().__init__(
+            f"all candidates for {model!r} are saturated ({', '.join(candidates)}): their "
+            "concurrency queues are full; retry later or raise max_concurrency/max_queue_depth"
+        )
+        self.model = model
+        self.candidates = candidates
+
+
+class NoDeploymentAvailableError(LLMRouterError):
+    """No configured deployment serves the requested model, or every one is circuit-open/limited."""
+
+
+class AllCandidatesFailedError(ProviderError):
+    """Every candidate failed; ``errors`` holds each one's typed error in the order tried."""
+
+    def __init__(self, model: str, errors: list[ProviderError]) -> None:
+        tried = "; ".join(f"{e.provider or '?'}: {type(e).__name__}: {e.message}" for e in errors)
+        last = errors[-1] if errors else None
+        super().__init__(
+            f"all candidates for {model!r} failed: {tried}",
+            provider=last.provider if last else "",
+            status_code=last.status_code if last else None,
+            retry_after=last.retry_after if last else None,
+            retryable=any(e.retryable for e in errors),
+        )
+        self.model = model
+        self.errors = errors
+
+
+class StreamInterruptedError(ProviderError):
+    """A stream failed after its first chunk was delivered; ``partial_text`` holds what arrived.
+
+    The router cannot fall back at that point without repeating text the caller already has.
+    """
+
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        partial_text: str,
+        provider: str = "",
+        cause: ProviderError | None = None,
+    ) -> None:
+        super().__init__(
+            message, provider=provider, status_code=cause.status_code if cause else None
+        )
+        self.partial_text = partial_text
+        self.cause = cause

@@ -103,4 +103,5 @@ class StreamAccumulator:
             latency_ms=final.latency_ms or 0.0,
             cost_usd=final.cost_usd or 0.0,
             cache_hit=final.cache_hit,
+            route=final.route or [],
         )

@@ -62,6 +62,9 @@ class LLMResponse(BaseModel):
     latency_ms: float = 0.0
     cost_usd: float = 0.0
     cache_hit: bool = False
+    route: list[str] = Field(
+        default_factory=list, description="deployments tried in order; the last one answered"
+    )
     raw: dict[str, Any] = Field(default_factory=dict, repr=False)
 
 
@@ -96,3 +99,4 @@ class StreamChunk(BaseModel):
     latency_ms: float | None = None
     cost_usd: float | None = None
     cache_hit: bool = False
+    route: list[str] | None = None

@@ -1,0 +1,863 @@
+"""``LLMRouter``: one async-first API over every provider, with routing, resilience, cost and cache.
+
+A call goes through these steps, all in this module and nowhere else:
+
+1. validate the request (a typed :class:`InvalidRequestError` names the bad field);
+2. look it up in the cache (a hit costs 0 and adds its avoided cost to the savings);
+3. resolve the candidate deployments (aliases, groups, fallback chain, priority routes) and let the
+   strategy order them;
+4. per candidate: skip it when its circuit is open, the prompt exceeds its context window or its
+   rate limit is reached; reserve the worst-case cost in the budget (refused before any HTTP call
+   when it would overspend); wait for a slot in its priority queue (a full queue skips it);
+5. call it with retries (exponential backoff with full jitter, Retry-After honoured); on failure
+   fall back to the next candidate;
+6. settle the budget to the real cost, update stats and store the answer in the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from ._sync import iterate_sync, run_sync
+from .cache import CacheConfig, CacheControl, CacheEngine, CacheHit
+from .cost.budget import Budget, BudgetManager, BudgetStore, RedisBudgetStore, Reservation
+from .cost.pricing import PricingTable, default_pricing
+from .cost.tokens import count_message_tokens, count_tokens
+from .errors import (
+    AllCandidatesFailedError,
+    AllCandidatesSaturatedError,
+    BadRequestError,
+    ConfigurationError,
+    ContextLengthExceededError,
+    InvalidRequestError,
+    LLMRouterError,
+    NoDeploymentAvailableError,
+    ProviderError,
+    ProviderResponseError,
+    ProviderTimeoutError,
+    RateLimitError,
+    StreamInterruptedError,
+)
+from .providers import BaseProvider, ProviderConfig, create_provider
+from .routing import (
+    BreakerConfig,
+    CircuitState,
+    Deployment,
+    DeploymentSettings,
+    Priority,
+    QueueFullError,
+    RetryPolicy,
+    RoutingContext,
+    RoutingStrategy,
+    Strategy,
+    build_strategy,
+)
+from .stats import RouterStats
+from .streaming import StreamAccumulator
+from .types import ChatRequest, LLMResponse, Message, StreamChunk
+
+__all__ = ["ENV_PROVIDERS", "LLMRouter", "PriorityRoute"]
+
+logger = logging.getLogger("llm_cache_router_integrations.router")
+
+DEFAULT_OUTPUT_RESERVE = 4096
+"""Output tokens reserved in the budget when a request sets no ``max_tokens`` and the model's
+maximum output is unknown."""
+
+ENV_PROVIDERS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
+    ("openai", ("OPENAI_API_KEY",), ("gpt-4o-mini",)),
+    ("anthropic", ("ANTHROPIC_API_KEY",), ("claude-3-5-haiku-latest",)),
+    ("gemini", ("GEMINI_API_KEY", "GOOGLE_API_KEY"), ("gemini-2.0-flash",)),
+    ("qwen", ("DASHSCOPE_API_KEY",), ("qwen-plus",)),
+    ("minimax", ("MINIMAX_API_KEY",), ("MiniMax-M2",)),
+    ("ollama", ("OLLAMA_HOST",), ("llama3.2",)),
+)
+"""``(provider, environment variables, default models)`` read by :meth:`LLMRouter.from_env`."""
+
+
+class PriorityRoute(dict[str, list[str]]):
+    """``{"targets": [...], "fallbacks": [...]}`` of deployment keys for one priority."""
+
+
+def _describe_validation(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors()[:5]:
+        where = ".".join(str(p) for p in item["loc"]) or "request"
+        parts.append(f"{where}: {item['msg']}")
+    return "invalid request: " + "; ".join(parts)
+
+
+def _health_failure(error: ProviderError) -> bool:
+    """Whether an error says the deployment is unhealthy (request errors do not)."""
+    return not isinstance(error, BadRequestError)
+
+
+class LLMRouter:
+    """Routes chat calls across providers with caching, fallbacks, limits, cost and budgets.
+
+    Args:
+        providers: ``{name: config}``; a config is a dict, a :class:`ProviderConfig` or a ready
+            :class:`BaseProvider`. The provider type is ``config["type"]`` or the name.
+        cache: a :class:`CacheConfig`, a ready :class:`CacheEngine`, or ``None`` for no cache.
+        strategy: a :class:`RoutingStrategy` (or its value) or a custom :class:`Strategy`.
+        fallback_chain: deployment keys (``"provider/model"``) tried after the requested model.
+        budget: ``{"daily_usd": ..., "monthly_usd": ...}`` or a :class:`Budget`.
+        budget_store: where budget counters live: a :class:`BudgetStore` or a ``redis://`` URL
+            (several processes then share one budget). Default: in this process.
+        model_groups: aliases: ``{"fast": ["openai/gpt-4o-mini", "gemini/gemini-2.0-flash"]}``.
+        deployments: per-deployment limits: ``{"openai/gpt-4o-mini": {"rpm": 500, ...}}``.
+        priority_routes: for ``RoutingStrategy.PRIORITY``: ``{Priority.CRITICAL: {"targets":
+            [...], "fallbacks": [...]}, ...}``; priorities without a route use the default chain.
+        retry: a :class:`RetryPolicy` (or its fields as a dict).
+        breaker: a :class:`BreakerConfig` (or its fields as a dict) for every deployment.
+        timeout: overall deadline of one call in seconds, retries and fallbacks included.
+        pricing: price overrides ``{"model": {"input": ..., "output": ...}}`` or a table.
+        default_model: used when a call names no model.
+    """
+
+    def __init__(
+        self,
+        providers: Mapping[str, Mapping[str, Any] | ProviderConfig | BaseProvider],
+        *,
+        cache: CacheConfig | CacheEngine | Mapping[str, Any] | None = None,
+        strategy: RoutingStrategy | str | Strategy = RoutingStrategy.FALLBACK_CHAIN,
+        fallback_chain: Sequence[str] | None = None,
+        budget: Budget | Mapping[str, float | None] | None = None,
+        budget_store: BudgetStore | str | None = None,
+        model_groups: Mapping[str, Sequence[str]] | None = None,
+        deployments: Mapping[str, DeploymentSettings | Mapping[str, Any]] | None = None,
+        priority_routes: Mapping[Priority | str, Mapping[str, Sequence[str]]] | None = None,
+        retry: RetryPolicy | Mapping[str, Any] | None = None,
+        breaker: BreakerConfig | Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        pricing: PricingTable | Mapping[str, Any] | None = None,
+        default_model: str | None = None,
+    ) -> None:
+        if not providers:
+            raise ConfigurationError("LLMRouter needs at least one provider; " + _env_help())
+        try:
+            self.providers: dict[str, BaseProvider] = {
+                name: cfg if isinstance(cfg, BaseProvider) else create_provider(name, cfg)
+                for name, cfg in providers.items()
+            }
+            self.retry = (
+                retry if isinstance(retry, RetryPolicy) else RetryPolicy.model_validate(retry or {})
+            )
+            self.breaker_config = (
+                breaker
+                if isinstance(breaker, BreakerConfig)
+                else BreakerConfig.model_validate(breaker or {})
+            )
+            self._settings = {
+                key: s
+                if isinstance(s, DeploymentSettings)
+                else DeploymentSettings.model_validate(s)
+                for key, s in (deployments or {}).items()
+            }
+            budget_model = (
+                budget if isinstance(budget, Budget) else Budget.model_validate(budget or {})
+            )
+        except ValidationError as exc:
+            raise ConfigurationError(
+                _describe_validation(exc).replace("invalid request", "invalid router configuration")
+            ) from None
+        if isinstance(pricing, PricingTable):
+            self.pricing = pricing
+        else:
+            self.pricing = default_pricing()
+            if pricing:
+                self.pricing.update(pricing)
+        self.strategy_name = strategy if isinstance(strategy, str) else type(strategy).__name__
+        try:
+            self.strategy: Strategy = build_strategy(strategy)
+        except ValueError:
+            raise ConfigurationError(
+                f"unknown strategy {strategy!r}; use one of {[s.value for s in RoutingStrategy]} "
+                "or an object with an order(candidates, context) method"
+            ) from None
+        self.timeout = timeout
+        self.default_model = default_model
+        self._deployments: dict[str, Deployment] = {}
+        self.fallback_chain = [self._parse_key(k).key for k in fallback_chain or ()]
+        self.model_groups = {
+            alias: [self._parse_key(k).key for k in keys]
+            for alias, keys in (model_groups or {}).items()
+        }
+        self.priority_routes: dict[Priority, dict[str, list[str]]] = {}
+        for prio, route in (priority_routes or {}).items():
+            self.priority_routes[Priority.parse(prio)] = {
+                part: [self._parse_key(k).key for k in route.get(part, ())]
+                for part in ("targets", "fallbacks")
+            }
+        if isinstance(cache, CacheEngine):
+            self.cache: CacheEngine | None = cache
+        elif cache is None:
+            self.cache = None
+        else:
+            self.cache = CacheEngine(
+                cache if isinstance(cache, CacheConfig) else CacheConfig.model_validate(cache)
+            )
+        store = RedisBudgetStore(budget_store) if isinstance(budget_store, str) else budget_store
+        self.budget = BudgetManager(budget_model, store)
+        self._stats = RouterStats()
+
+    # ------------------------------------------------------------------ construction helpers
+    @classmethod
+    def from_env(cls, config_path: str | Path | None = None, **overrides: Any) -> LLMRouter:
+        """Build a router from ``LLM_ROUTER_CONFIG`` (a JSON file) or the usual API-key variables.
+
+        Reads ``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, ``GEMINI_API_KEY``/``GOOGLE_API_KEY``,
+        ``DASHSCOPE_API_KEY``, ``MINIMAX_API_KEY`` and ``OLLAMA_HOST``; every provider found joins the
+        fallback chain in that order. With nothing configured the error lists what to set.
+        """
+        path = config_path or os.environ.get("LLM_ROUTER_CONFIG")
+        if path:
+            try:
+                settings = json.loads(Path(path).read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as exc:
+                raise ConfigurationError(
+                    f"cannot read router config {str(path)!r}: {exc}"
+                ) from None
+            return cls(**{**settings, **overrides})
+        providers: dict[str, dict[str, Any]] = {}
+        chain: list[str] = []
+        for name, variables, models in ENV_PROVIDERS:
+            if any(os.environ.get(v) for v in variables):
+                providers[name] = {"models": list(models)}
+                chain.append(f"{name}/{models[0]}")
+        if not providers:
+            raise ConfigurationError("no provider is configured; " + _env_help())
+        overrides.setdefault("fallback_chain", chain)
+        return cls(providers, **overrides)
+
+    def _parse_key(self, key: str) -> Deployment:
+        provider, sep, model = key.partition("/")
+        if sep and provider in self.providers:
+            return self._deployment(provider, model)
+        matches = [n for n, p in self.providers.items() if key in p.models]
+        if matches:
+            return self._deployment(matches[0], key)
+        raise ConfigurationError(
+            f"{key!r} names no configured deployment; write it as 'provider/model' with a provider "
+            f"among {sorted(self.providers)}"
+        )
+
+    def _deployment(self, provider: str, model: str) -> Deployment:
+        key = f"{provider}/{model}"
+        deployment = self._deployments.get(key)
+        if deployment is None:
+            instance = self.providers[provider]
+            deployment = Deployment(
+                instance,
+                model,
+                self.pricing.price(model, instance.type_name),
+                self._settings.get(key) or self._settings.get(provider),
+                self.breaker_config,
+            )
+            self._deployments[key] = deployment
+        return deployment
+
+    @property
+    def deployments(self) -> dict[str, Deployment]:
+        """Every deployment used or configured so far, by key."""
+        return dict(self._deployments)
+
+    # ------------------------------------------------------------------ candidates
+    def model_name(self, model: str | None) -> str:
+        """The model a call asks for: the given one, else the default model or chain head."""
+        name = (
+            model or self.default_model or (self.fallback_chain[0] if self.fallback_chain else None)
+        )
+        if name is None:
+            first = next(iter(self.providers.values()))
+            if not first.models:
+                raise InvalidRequestError("model: no model given and no default_model configured")
+            name = f"{first.name}/{first.models[0]}"
+        return name
+
+    def _requested(self, model: str) -> list[Deployment]:
+        if model in self.model_groups:
+            return [self._parse_key(k) for k in self.model_groups[model]]
+        provider, sep, rest = model.partition("/")
+        if sep and provider in self.providers:
+            return [self._deployment(provider, rest)]
+        found = [self._deployment(n, model) for n, p in self.providers.items() if model in p.models]
+        if found:
+            return found
+        if len(self.providers) == 1 and not self.fallback_chain:
+            return [self._deployment(next(iter(self.providers)), model)]
+        return []
+
+    def candidates(
+        self,
+        model: str | None,
+        priority: Priority = Priority.NORMAL,
+        *,
+        stream: bool = False,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+    ) -> list[Deployment]:
+        """The deployments a call would try, in order."""
+        name = self.model_name(model)
+        route = self.priority_routes.get(priority) if self.priority_routes else None
+        if route is not None:
+            keys = [*route["targets"], *route["fallbacks"]]
+            ordered = [self._parse_key(k) for k in keys]
+        else:
+            ordered = [*self._requested(name), *(self._parse_key(k) for k in self.fallback_chain)]
+        unique = list({d.key: d for d in ordered}.values())
+        if not unique:
+            configured = sorted({f"{n}/{m}" for n, p in self.providers.items() for m in p.models})
+            raise NoDeploymentAvailableError(
+                f"no deployment serves model {name!r}; configured: {configured or 'none'}. Name it as "
+                "'provider/model', list it in a provider's 'models', or add a model group"
+            )
+        context = RoutingContext(name, priority, stream, input_tokens, output_tokens)
+        return self.strategy.order(unique, context)
+
+    # ------------------------------------------------------------------ request building
+    @staticmethod
+    def build_request(
+        messages: Sequence[Message | Mapping[str, Any]] | str, model: str, **params: Any
+    ) -> ChatRequest:
+        """Validate a call's arguments into a :class:`ChatRequest` (unknown keywords go to ``extra``)."""
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": messages}]
+        known = set(ChatRequest.model_fields) - {"model", "messages", "extra"}
+        body: dict[str, Any] = {k: v for k, v in params.items() if k in known and v is not None}
+        extra = dict(params.get("extra") or {})
+        extra.update({k: v for k, v in params.items() if k not in known and k != "extra"})
+        try:
+            return ChatRequest.model_validate(
+                {"model": model, "messages": list(messages), **body, "extra": extra}
+            )
+        except ValidationError as exc:
+            raise InvalidRequestError(_describe_validation(exc)) from None
+
+    def _prepare(
+        self, messages: Any, model: str | None, prio: Priority, stream: bool, params: dict[str, Any]
+    ) -> tuple[ChatRequest, int, list[Deployment]]:
+        """Validate the request, estimate its input tokens once and order the candidates."""
+        name = self.model_name(model)
+        request = self.build_request(messages, name, **params)
+        input_tokens = count_message_tokens(request.messages, name, request.tools)
+        candidates = self.candidates(
+            name,
+            prio,
+            stream=stream,
+            input_tokens=input_tokens,
+            output_tokens=request.max_tokens or 256,
+        )
+        return request, input_tokens, candidates
+
+    # ------------------------------------------------------------------ cache helpers
+    async def _cached(
+        self, request: ChatRequest, control: CacheControl, namespace: str | None
+    ) -> CacheHit | None:
+        if self.cache is None or control != "default" or not self.cache.accepts(request):
+            return None
+        hit = await self.cache.lookup(request, namespace=namespace)
+        if hit is not None:
+            self._stats.cache_hit(hit.entry.cost_usd)
+        return hit
+
+    @staticmethod
+    def _hit_response(hit: CacheHit) -> LLMResponse:
+        return hit.entry.response.model_copy(
+            update={"cache_hit": True, "cost_usd": 0.0, "latency_ms": 0.0}
+        )
+
+    async def _store(
+        self,
+        request: ChatRequest,
+        response: LLMResponse,
+        control: CacheControl,
+        namespace: str | None,
+    ) -> None:
+        if self.cache is not None and control != "no-store":
+            await self.cache.store(
+                request, response, cost_usd=response.cost_usd, namespace=namespace
+            )
+
+    # ------------------------------------------------------------------ per-candidate admission
+    async def _admit(
+        self,
+        deployment: Deployment,
+        request: ChatRequest,
+        input_tokens: int,
+        priority: Priority,
+        deadline: float | None,
+    ) -> tuple[Reservation, int] | str:
+        """Checks before calling ``deployment``: returns the reservation, or why it was skipped.
+
+        Raises :class:`BudgetExceededError` when the call could overspend.
+        """
+        if not deployment.breaker.allow():
+            return "circuit open"
+        output_tokens = (
+            request.max_tokens or deployment.price.max_output_tokens or DEFAULT_OUTPUT_RESERVE
+        )
+        window = deployment.price.context_window
+        if window is not None and input_tokens + (request.max_tokens or 0) > window:
+            deployment.breaker.release_probe()
+            return f"context window {window} exceeded by ~{input_tokens} input tokens"
+        limiter = deployment.limiter
+        if limiter.enabled:
+            while (wait := limiter.try_acquire(input_tokens)) > 0:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if (
+                    deployment.settings.on_limit == "skip"
+                    or wait > deployment.settings.max_wait
+                    or (remaining is not None and wait > remaining)
+                ):
+                    deployment.breaker.release_probe()
+                    return "rate limited"
+                await asyncio.sleep(wait)
+        try:
+            reservation = await self.budget.reserve(
+                deployment.price.estimate(input_tokens, output_tokens)
+            )
+        except Exception:
+            deployment.breaker.release_probe()
+            limiter.correct(input_tokens, 0)
+            raise
+        try:
+            await deployment.gate.acquire(priority)
+        except QueueFullError:
+            deployment.breaker.release_probe()
+            limiter.correct(input_tokens, 0)
+            await self.budget.settle(reservation, 0.0)
+            return "saturated"
+        return reservation, input_tokens
+
+    def _attempt_timeout(self, deployment: Deployment, deadline: float | None) -> float | None:
+        timeout = deployment.settings.timeout or deployment.provider.config.timeout
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ProviderTimeoutError(
+                    "the call's overall deadline passed", provider=deployment.provider.name
+                )
+            timeout = min(timeout, remaining)
+        return timeout
+
+    async def _after_success(
+        self,
+        deployment: Deployment,
+        reservation: Reservation,
+        estimated: int,
+        response: LLMResponse,
+    ) -> None:
+        cost = deployment.price.cost(response.usage)
+        response.cost_usd = cost
+        await self.budget.settle(reservation, cost)
+        deployment.limiter.correct(estimated, response.usage.total_tokens or estimated)
+        deployment.breaker.record_success()
+        deployment.stats.record_success(
+            response.latency_ms, response.usage.input_tokens, response.usage.output_tokens, cost
+        )
+        self._stats.success(cost)
+
+    def _retry_same(self, deployment: Deployment, error: ProviderError, attempt: int) -> bool:
+        """Retry this deployment only for retryable errors while its circuit stays closed."""
+        return (
+            self.retry.should_retry(error, attempt)
+            and deployment.breaker.state is CircuitState.CLOSED
+        )
+
+    def _after_failure(self, deployment: Deployment, error: ProviderError) -> None:
+        deployment.stats.record_failure()
+        if _health_failure(error):
+            deployment.breaker.record_failure()
+        else:
+            deployment.breaker.release_probe()
+
+    @staticmethod
+    def _final_error(
+        model: str, errors: list[ProviderError], skipped: list[tuple[str, str]]
+    ) -> LLMRouterError:
+        if errors:
+            return (
+                errors[0]
+                if len(errors) == 1 and not skipped
+                else AllCandidatesFailedError(model, errors)
+            )
+        reasons = {reason for _, reason in skipped}
+        if reasons == {"saturated"}:
+            return AllCandidatesSaturatedError(model, [key for key, _ in skipped])
+        if all(r.startswith("context window") for r in reasons):
+            return ContextLengthExceededError(
+                f"the prompt exceeds the context window of every candidate for {model!r}: "
+                + "; ".join(f"{k}: {r}" for k, r in skipped)
+            )
+        if "rate limited" in reasons and reasons <= {"rate limited", "saturated", "circuit open"}:
+            return RateLimitError(
+                "every candidate is rate limited or unavailable: "
+                + "; ".join(f"{k}: {r}" for k, r in skipped)
+            )
+        return NoDeploymentAvailableError(
+            f"no candidate for {model!r} could take the call: "
+            + "; ".join(f"{k}: {r}" for k, r in skipped)
+        )
+
+    # ------------------------------------------------------------------ complete
+    async def complete(
+        self,
+        messages: Sequence[Message | Mapping[str, Any]] | str,
+        model: str | None = None,
+        *,
+        priority: Priority | str | int | None = None,
+        cache_control: CacheControl = "default",
+        namespace: str | None = None,
+        timeout: float | None = None,
+        **params: Any,
+    ) -> LLMResponse:
+        """Answer a chat call.
+
+        ``params`` are the request fields (temperature, top_p, max_tokens, stop, seed, tools,
+        tool_choice, response_format); other keywords pass through to the provider's body.
+        """
+        prio = Priority.parse(priority)
+        self._stats.request(prio)
+        try:
+            return await self._complete(
+                messages, model, prio, cache_control, namespace, timeout, params
+            )
+        except LLMRouterError as exc:
+            self._stats.failure(exc)
+            raise
+
+    async def _complete(
+        self,
+        messages: Any,
+        model: str | None,
+        prio: Priority,
+        control: CacheControl,
+        namespace: str | None,
+        timeout: float | None,
+        params: dict[str, Any],
+    ) -> LLMResponse:
+        request, input_tokens, candidates = self._prepare(messages, model, prio, False, params)
+        hit = await self._cached(request, control, namespace)
+        if hit is not None:
+            return self._hit_response(hit)
+        limit = timeout if timeout is not None else self.timeout
+        deadline = None if limit is None else time.monotonic() + limit
+        errors: list[ProviderError] = []
+        skipped: list[tuple[str, str]] = []
+        route: list[str] = []
+        for deployment in candidates:
+            admitted = await self._admit(deployment, request, input_tokens, prio, deadline)
+            if isinstance(admitted, str):
+                skipped.append((deployment.key, admitted))
+                continue
+            reservation, estimated = admitted
+            route.append(deployment.key)
+            target = request.model_copy(update={"model": deployment.model})
+            settled = False
+            try:
+                for attempt in range(self.retry.max_retries + 1):
+                    try:
+                        attempt_timeout = self._attempt_timeout(deployment, deadline)
+                        try:
+                            async with asyncio.timeout(attempt_timeout):
+                                response = await deployment.provider.acomplete(
+                                    target, timeout=attempt_timeout
+                                )
+                        except TimeoutError:
+                            raise ProviderTimeoutError(
+                                f"no answer within {attempt_timeout:.1f}s",
+                                provider=deployment.provider.name,
+                            ) from None
+                    except ProviderError as exc:
+                        self._after_failure(deployment, exc)
+                        if not self._retry_same(deployment, exc, attempt) or (
+                            deadline is not None
+                            and time.monotonic() + self.retry.delay(exc, attempt) >= deadline
+                        ):
+                            errors.append(exc)
+                            break
+                        await asyncio.sleep(self.retry.delay(exc, attempt))
+                        continue
+                    response.route = list(route)
+                    await self._after_success(deployment, reservation, estimated, response)
+                    settled = True
+                    await self._store(request, response, control, namespace)
+                    return response
+            finally:
+                deployment.gate.release()
+                if not settled:
+                    deployment.limiter.correct(estimated, 0)
+                    await self.budget.settle(reservation, 0.0)
+        raise self._final_error(request.model, errors, skipped)
+
+    # ------------------------------------------------------------------ stream
+    async def stream(
+        self,
+        messages: Sequence[Message | Mapping[str, Any]] | str,
+        model: str | None = None,
+        *,
+        priority: Priority | str | int | None = None,
+        cache_control: CacheControl = "default",
+        namespace: str | None = None,
+        timeout: float | None = None,
+        **params: Any,
+    ) -> AsyncIterator[StreamChunk]:
+        """Stream an answer; the final chunk carries usage, cost, provider, model and cache flag.
+
+        Falls back to the next candidate only before the first chunk; a failure after it raises
+        :class:`StreamInterruptedError` carrying the partial text. Partial streams are never cached.
+        """
+        prio = Priority.parse(priority)
+        self._stats.request(prio)
+        try:
+            async for chunk in self._stream(
+                messages, model, prio, cache_control, namespace, timeout, params
+            ):
+                yield chunk
+        except LLMRouterError as exc:
+            self._stats.failure(exc)
+            raise
+
+    async def _stream(
+        self,
+        messages: Any,
+        model: str | None,
+        prio: Priority,
+        control: CacheControl,
+        namespace: str | None,
+        timeout: float | None,
+        params: dict[str, Any],
+    ) -> AsyncIterator[StreamChunk]:
+        request, input_tokens, candidates = self._prepare(messages, model, prio, True, params)
+        hit = await self._cached(request, control, namespace)
+        if hit is not None:
+            for replayed in _replay(self._hit_response(hit)):
+                yield replayed
+            return
+        limit = timeout if timeout is not None else self.timeout
+        deadline = None if limit is None else time.monotonic() + limit
+        errors: list[ProviderError] = []
+        skipped: list[tuple[str, str]] = []
+        route: list[str] = []
+        for deployment in candidates:
+            admitted = await self._admit(deployment, request, input_tokens, prio, deadline)
+            if isinstance(admitted, str):
+                skipped.append((deployment.key, admitted))
+                continue
+            reservation, estimated = admitted
+            route.append(deployment.key)
+            target = request.model_copy(update={"model": deployment.model})
+            accumulator = StreamAccumulator()
+            started_output = False
+            settled = False
+            try:
+                for attempt in range(self.retry.max_retries + 1):
+                    started = time.perf_counter()
+                    agen = deployment.provider.astream(
+                        target, timeout=self._attempt_timeout(deployment, deadline)
+                    )
+                    try:
+                        first = await self._next(agen, deployment, deadline)
+                    except ProviderError as exc:
+                        await _aclose(agen)
+                        self._after_failure(deployment, exc)
+                        if not self._retry_same(deployment, exc, attempt):
+                            errors.append(exc)
+                            break
+                        await asyncio.sleep(self.retry.delay(exc, attempt))
+                        continue
+                    deployment.stats.record_ttft((time.perf_counter() - started) * 1000.0)
+                    chunk: StreamChunk | None = first
+                    try:
+                        while chunk is not None:
+                            accumulator.add(chunk)
+                            if chunk.is_final:
+                                chunk.route = list(route)
+                                response = accumulator.response()
+                                response.route = list(route)
+                                await self._after_success(
+                                    deployment, reservation, estimated, response
+                                )
+                                settled = True
+                                chunk.cost_usd = response.cost_usd
+                                await self._store(request, response, control, namespace)
+                                started_output = True
+                                yield chunk
+                                return
+                            started_output = True
+                            yield chunk
+                            chunk = await self._next(agen, deployment, deadline)
+                        raise ProviderResponseError(
+                            "the stream ended without a final chunk",
+                            provider=deployment.provider.name,
+                        )
+                    except ProviderError as exc:
+                        self._after_failure(deployment, exc)
+                        partial_cost = deployment.price.estimate(
+                            estimated, count_tokens(accumulator.content, deployment.model)
+                        )
+                        await self.budget.settle(reservation, partial_cost)
+                        settled = True
+                        raise StreamInterruptedError(
+                            f"the stream from {deployment.key} failed after it had started: {exc}",
+                            partial_text=accumulator.content,
+                            provider=deployment.provider.name,
+                            cause=exc,
+                        ) from exc
+                    finally:
+                        await _aclose(agen)
+            finally:
+                deployment.gate.release()
+                if not settled:
+                    # Abandoned by the caller mid-stream, or never started: bill what was streamed.
+                    partial = (
+                        count_tokens(accumulator.content, deployment.model) if started_output else 0
+                    )
+                    cost = deployment.price.estimate(estimated, partial) if started_output else 0.0
+                    deployment.limiter.correct(
+                        estimated, estimated + partial if started_output else 0
+                    )
+                    await self.budget.settle(reservation, cost)
+        raise self._final_error(request.model, errors, skipped)
+
+    async def _next(
+        self, agen: AsyncIterator[StreamChunk], deployment: Deployment, deadline: float | None
+    ) -> StreamChunk | None:
+        timeout = None if deadline is None else deadline - time.monotonic()
+        if timeout is not None and timeout <= 0:
+            raise ProviderTimeoutError(
+                "the call's overall deadline passed", provider=deployment.provider.name
+            )
+        try:
+            async with asyncio.timeout(timeout):
+                return await agen.__anext__()
+        except StopAsyncIteration:
+            return None
+        except TimeoutError:
+            raise ProviderTimeoutError(
+                "the stream stalled past the deadline", provider=deployment.provider.name
+            ) from None
+
+    # ------------------------------------------------------------------ sync twins
+    def complete_sync(
+        self,
+        messages: Sequence[Message | Mapping[str, Any]] | str,
+        model: str | None = None,
+        **kwargs: Any,
+    ) -> LLMResponse:
+        """Blocking twin of :meth:`complete`; works inside a running event loop (Jupyter) too."""
+        return run_sync(self.complete(messages, model, **kwargs))
+
+    def stream_sync(
+        self,
+        messages: Sequence[Message | Mapping[str, Any]] | str,
+        model: str | None = None,
+        **kwargs: Any,
+    ) -> Iterator[StreamChunk]:
+        """Blocking twin of :meth:`stream`."""
+        return iterate_sync(self.stream(messages, model, **kwargs))
+
+    # ------------------------------------------------------------------ stats and lifecycle
+    async def astats(self) -> dict[str, Any]:
+        """Totals, spend, savings, budget, cache and per-deployment figures (async)."""
+        snapshot: dict[str, Any] = self._stats.snapshot()
+        snapshot["budget"] = {
+            "limits": self.budget.budget.model_dump(),
+            "spent": await self.budget.spent(),
+            "remaining": await self.budget.remaining(),
+        }
+        cache = self.cache.stats.snapshot() if self.cache is not None else None
+        snapshot["cache"] = cache
+        lookups = (cache or {}).get("hits", 0) + (cache or {}).get("misses", 0)
+        snapshot["cache_hit_rate"] = (cache or {}).get("hits", 0) / lookups if lookups else 0.0
+        snapshot["deployments"] = {
+            key: {
+                **d.stats.snapshot(),
+                "circuit": d.breaker.state.value,
+                "provider": d.provider.name,
+                "model": d.model,
+                "active": d.gate.active,
+                "queued": d.gate.queued,
+            }
+            for key, d in self._deployments.items()
+        }
+        return snapshot
+
+    def stats(self) -> dict[str, Any]:
+        """Blocking twin of :meth:`astats`."""
+        return run_sync(self.astats())
+
+    async def aclose(self) -> None:
+        """Close every provider's connections, the cache and a Redis budget store."""
+        for provider in self.providers.values():
+            await provider.aclose()
+        if self.cache is not None:
+            await self.cache.aclose()
+        closer = getattr(self.budget.store, "aclose", None)
+        if closer is not None:
+            with suppress(Exception):
+                await closer()
+
+    def close(self) -> None:
+        """Blocking twin of :meth:`aclose`."""
+        run_sync(self.aclose())
+        for provider in self.providers.values():
+            provider.close()
+
+    async def __aenter__(self) -> LLMRouter:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __enter__(self) -> LLMRouter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<LLMRouter providers={sorted(self.providers)} strategy={self.strategy_name!r}>"
+
+
+def _replay(response: LLMResponse) -> Iterator[StreamChunk]:
+    """A cached answer as a stream: its text in pieces, then a final chunk flagged ``cache_hit``."""
+    text = response.content or ""
+    step = 32
+    for start in range(0, len(text), step):
+        yield StreamChunk(delta=text[start : start + step], cache_hit=True)
+    yield StreamChunk(
+        is_final=True,
+        finish_reason=response.finish_reason,
+        tool_calls=response.tool_calls,
+        usage=response.usage,
+        provider_used=response.provider_used,
+        model_used=response.model_used,
+        latency_ms=0.0,
+        cost_usd=0.0,
+        cache_hit=True,
+        route=response.route,
+    )
+
+
+async def _aclose(agen: AsyncIterator[StreamChunk]) -> None:
+    closer = getattr(agen, "aclose", None)
+    if closer is not None:
+        with suppress(Exception):
+            await closer()
+
+
+def _env_help() -> str:
+    names = ", ".join(" or ".join(v) for _, v, _ in ENV_PROVIDERS)
+    return f"set one of {names}, or point LLM_ROUTER_CONFIG at a JSON config file"
