@@ -1,18 +1,30 @@
 """Provider adapters: one module per wire protocol, all registered by name.
 
-Importing this package registers the built-in providers: ``openai``, ``openai-compatible``.
+Importing this package registers the built-in providers: ``openai``, ``openai-compatible``,
+``anthropic``, ``gemini``, ``ollama``, ``minimax``, ``qwen`` and its alias ``dashscope``.
 """
 
+from .anthropic import AnthropicProvider
 from .base import BaseProvider, StreamHandler, WireRequest
 from .config import ProviderConfig
+from .gemini import GeminiProvider
+from .minimax import MiniMaxProvider
+from .ollama import OllamaProvider
 from .openai import OpenAICompatibleProvider, OpenAIProvider
+from .qwen import DashScopeProvider, QwenProvider
 from .registry import create_provider, get_provider_class, register_provider, registered_providers
 
 __all__ = [
+    "AnthropicProvider",
     "BaseProvider",
+    "DashScopeProvider",
+    "GeminiProvider",
+    "MiniMaxProvider",
+    "OllamaProvider",
     "OpenAICompatibleProvider",
     "OpenAIProvider",
     "ProviderConfig",
+    "QwenProvider",
     "StreamHandler",
     "WireRequest",
     "create_provider",

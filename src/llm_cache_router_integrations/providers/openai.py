@@ -34,6 +34,7 @@ from .sse import SSEEvent
 __all__ = [
     "OpenAICompatibleProvider",
     "OpenAIProvider",
+    "OpenAIStreamHandler",
     "openai_finish_reason",
     "openai_usage",
 ]
@@ -91,7 +92,9 @@ def _text_of(content: Any) -> str | None:
     return str(content)
 
 
-class _OpenAIStreamHandler(StreamHandler):
+class OpenAIStreamHandler(StreamHandler):
+    """Reads ``chat.completion.chunk`` events until ``[DONE]`` (or a finish reason)."""
+
     def handle(self, event: SSEEvent) -> list[StreamChunk]:
         if event.data.strip() == "[DONE]":
             self.done = True
@@ -242,7 +245,7 @@ class OpenAICompatibleProvider(BaseProvider):
 
     def stream_handler(self, request: ChatRequest) -> StreamHandler:
         """Handler for ``chat.completion.chunk`` events ending with ``[DONE]``."""
-        return _OpenAIStreamHandler(self, request)
+        return OpenAIStreamHandler(self, request)
 
 
 @register_provider("openai")

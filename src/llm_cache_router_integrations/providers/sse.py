@@ -56,6 +56,8 @@ class SSEDecoder:
         return events
 
     def _consume(self, text: str) -> list[SSEEvent]:
+        if not text:  # e.g. only part of a UTF-8 character: a pending CR still awaits its LF
+            return []
         if self._skip_lf and text.startswith("\n"):
             text = text[1:]
         self._skip_lf = False
@@ -98,7 +100,7 @@ class SSEDecoder:
         elif name == "id":
             if "\0" not in value:
                 self._id = value
-        elif name == "retry" and value.isdigit():
+        elif name == "retry" and value.isascii() and value.isdigit():
             self._retry = int(value)
         return None
 
