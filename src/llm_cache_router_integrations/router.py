@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from ._sync import iterate_sync, run_sync
 from .cache import CacheConfig, CacheControl, CacheEngine, CacheHit
+from .cache.warmup import WarmupEntry, warmup
 from .cost.budget import Budget, BudgetManager, BudgetStore, RedisBudgetStore, Reservation
 from .cost.pricing import PricingTable, default_pricing
 from .cost.tokens import count_message_tokens, count_tokens
@@ -306,8 +307,13 @@ class LLMRouter:
         stream: bool = False,
         input_tokens: int = 0,
         output_tokens: int = 0,
+        apply_strategy: bool = True,
     ) -> list[Deployment]:
-        """The deployments a call would try, in order."""
+        """The deployments a call would try, in order.
+
+        ``apply_strategy=False`` returns them in configuration order without consulting the strategy
+        (no side effects such as advancing a round robin): for inspection, e.g. by adapters.
+        """
         name = self.model_name(model)
         route = self.priority_routes.get(priority) if self.priority_routes else None
         if route is not None:
@@ -322,8 +328,38 @@ class LLMRouter:
                 f"no deployment serves model {name!r}; configured: {configured or 'none'}. Name it as "
                 "'provider/model', list it in a provider's 'models', or add a model group"
             )
+        if not apply_strategy:
+            return unique
         context = RoutingContext(name, priority, stream, input_tokens, output_tokens)
         return self.strategy.order(unique, context)
+
+    def estimate_cost(
+        self,
+        messages: Sequence[Message | Mapping[str, Any]] | str,
+        model: str | None = None,
+        *,
+        priority: Priority | str | int | None = None,
+        **params: Any,
+    ) -> float:
+        """The worst-case USD of a call, without making it: what the budget would reserve.
+
+        Estimated input tokens plus the output reserve (``max_tokens``, else the model's maximum
+        output) at the price of the most expensive candidate. Validates the request like
+        :meth:`complete` but has no side effects (no HTTP call, no reservation, no strategy step).
+        """
+        name = self.model_name(model)
+        request = self.build_request(messages, name, **params)
+        input_tokens = count_message_tokens(request.messages, name, request.tools)
+        return max(
+            (
+                d.price.estimate(
+                    input_tokens,
+                    request.max_tokens or d.price.max_output_tokens or DEFAULT_OUTPUT_RESERVE,
+                )
+                for d in self.candidates(name, Priority.parse(priority), apply_strategy=False)
+            ),
+            default=0.0,
+        )
 
     # ------------------------------------------------------------------ request building
     @staticmethod
@@ -374,7 +410,12 @@ class LLMRouter:
     @staticmethod
     def _hit_response(hit: CacheHit) -> LLMResponse:
         return hit.entry.response.model_copy(
-            update={"cache_hit": True, "cost_usd": 0.0, "latency_ms": 0.0}
+            update={
+                "cache_hit": True,
+                "cost_usd": 0.0,
+                "latency_ms": 0.0,
+                "saved_usd": hit.entry.cost_usd,
+            }
         )
 
     async def _store(
@@ -749,6 +790,26 @@ class LLMRouter:
                 "the stream stalled past the deadline", provider=deployment.provider.name
             ) from None
 
+    # ------------------------------------------------------------------ cache warmup
+    async def warmup(
+        self,
+        entries: Sequence[WarmupEntry | Mapping[str, Any]],
+        *,
+        concurrency: int = 5,
+        skip_cached: bool = True,
+        progress: bool = True,
+    ) -> dict[str, int]:
+        """Pre-fill the cache (known answers are stored, others are asked once); see :func:`warmup`."""
+        return await warmup(
+            self, entries, concurrency=concurrency, skip_cached=skip_cached, progress=progress
+        )
+
+    def warmup_sync(
+        self, entries: Sequence[WarmupEntry | Mapping[str, Any]], **kwargs: Any
+    ) -> dict[str, int]:
+        """Blocking twin of :meth:`warmup`."""
+        return run_sync(self.warmup(entries, **kwargs))
+
     # ------------------------------------------------------------------ sync twins
     def complete_sync(
         self,
@@ -847,6 +908,7 @@ def _replay(response: LLMResponse) -> Iterator[StreamChunk]:
         latency_ms=0.0,
         cost_usd=0.0,
         cache_hit=True,
+        saved_usd=response.saved_usd,
         route=response.route,
     )
 

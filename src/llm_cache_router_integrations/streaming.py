@@ -103,5 +103,6 @@ class StreamAccumulator:
             latency_ms=final.latency_ms or 0.0,
             cost_usd=final.cost_usd or 0.0,
             cache_hit=final.cache_hit,
+            saved_usd=final.saved_usd or 0.0,
             route=final.route or [],
         )

@@ -2,9 +2,11 @@
 
 from .backends import CacheBackend, MemoryBackend
 from .config import CacheConfig, CacheControl
+from .decorators import CachedLLM, cache, clear_cache, get_stats, invalidate
 from .engine import CacheEngine, CacheHit, CacheStats
 from .entry import CacheEntry
 from .scope import CacheKey, cache_key
+from .warmup import WarmupEntry
 
 __all__ = [
     "CacheBackend",
@@ -15,6 +17,12 @@ __all__ = [
     "CacheHit",
     "CacheKey",
     "CacheStats",
+    "CachedLLM",
     "MemoryBackend",
+    "WarmupEntry",
+    "cache",
     "cache_key",
+    "clear_cache",
+    "get_stats",
+    "invalidate",
 ]

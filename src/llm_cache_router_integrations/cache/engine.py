@@ -1,26 +1,59 @@
 """The cache engine shared by the router and both framework adapters.
 
-Lookup: scope (hard filter) -> exact match. Storing follows :mod:`.policy`. A backend failure is a
-miss (logged and counted), never a failed request.
+Lookup pipeline (see ``docs/cache-guard.md``):
+
+1. **scope** — a hard filter: model, every parameter that changes the answer, tools, system
+   prompt, earlier turns and namespace (:mod:`.scope`); different scopes never share a hit;
+2. **exact** — a canonical hash of scope + last user turn: a hit without embedding anything;
+3. **semantic** — embed the last user turn only, find the nearest cached queries *within the
+   scope*, keep those at or above ``threshold`` (cosine similarity in ``[-1, 1]``);
+4. **verification** — the guard (:mod:`.guard`) rejects candidates whose differences change the
+   meaning (numbers, negation, entities, direction, task); the first candidate it accepts is a hit.
+
+Storing follows :mod:`.policy`. A backend or encoder failure is a miss (logged and counted), never a
+failed request.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
 
 from ..types import ChatRequest, LLMResponse
-from .backends import CacheBackend, MemoryBackend
+from .backends import CacheBackend, create_backend
 from .config import CacheConfig
 from .entry import CacheEntry
 from .policy import is_cacheable_request, is_cacheable_response
-from .scope import cache_key
+from .scope import CacheKey, cache_key
 
-__all__ = ["CacheEngine", "CacheHit", "CacheStats"]
+__all__ = ["CacheEngine", "CacheHit", "CacheStats", "EmbeddingEncoder", "Verifier"]
 
 logger = logging.getLogger(__name__)
+
+
+class EmbeddingEncoder(Protocol):
+    """What the engine needs from an encoder (see :mod:`.embeddings`)."""
+
+    async def embed(self, texts: Sequence[str]) -> Any:
+        """Rows of L2-normalised float32 vectors, one per text."""
+        ...
+
+
+class Verifier(Protocol):
+    """What the engine needs from the guard (see :mod:`.guard`)."""
+
+    def verify(self, query: str, candidate: str, similarity: float) -> Any:
+        """A verdict with ``ok`` (bool) and ``reason`` (str | None)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,25 +61,36 @@ class CacheHit:
     """A hit: the stored entry, how it matched and its similarity (1.0 for exact)."""
 
     entry: CacheEntry
-    kind: str
+    kind: Literal["exact", "semantic"]
     similarity: float
 
 
 class CacheStats:
-    """Hits, misses, backend errors and saved USD (thread-safe)."""
+    """Hits, misses, backend errors, guard rejections, saved USD and a latency split (thread-safe)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.hits = 0
+        self.exact_hits = 0
+        self.semantic_hits = 0
         self.misses = 0
         self.errors = 0
         self.stores = 0
+        self.guard_rejections = 0
         self.saved_cost_usd = 0.0
+        self.embed_ms = 0.0
+        self.search_ms = 0.0
+        self.guard_ms = 0.0
+        self.semantic_lookups = 0
 
-    def hit(self, saved: float) -> None:
+    def hit(self, saved: float, kind: str = "exact") -> None:
         """Count a hit that avoided ``saved`` USD."""
         with self._lock:
             self.hits += 1
+            if kind == "exact":
+                self.exact_hits += 1
+            else:
+                self.semantic_hits += 1
             self.saved_cost_usd += saved
 
     def miss(self) -> None:
@@ -55,7 +99,7 @@ class CacheStats:
             self.misses += 1
 
     def error(self) -> None:
-        """Count a backend error (also counted as a miss by the caller)."""
+        """Count a backend or encoder error (the lookup became a miss)."""
         with self._lock:
             self.errors += 1
 
@@ -64,41 +108,128 @@ class CacheStats:
         with self._lock:
             self.stores += 1
 
+    def semantic(self, embed_ms: float, search_ms: float, guard_ms: float, rejections: int) -> None:
+        """Record the time split of one semantic lookup."""
+        with self._lock:
+            self.semantic_lookups += 1
+            self.embed_ms += embed_ms
+            self.search_ms += search_ms
+            self.guard_ms += guard_ms
+            self.guard_rejections += rejections
+
     def snapshot(self) -> dict[str, float | int]:
-        """The figures as plain values."""
+        """The figures as plain values (latencies are means per semantic lookup, in ms)."""
         with self._lock:
             lookups = self.hits + self.misses
+            n = self.semantic_lookups or 1
             return {
                 "hits": self.hits,
+                "exact_hits": self.exact_hits,
+                "semantic_hits": self.semantic_hits,
                 "misses": self.misses,
                 "errors": self.errors,
                 "stores": self.stores,
+                "guard_rejections": self.guard_rejections,
                 "hit_rate": self.hits / lookups if lookups else 0.0,
                 "saved_cost_usd": round(self.saved_cost_usd, 9),
+                "mean_embed_ms": self.embed_ms / n,
+                "mean_search_ms": self.search_ms / n,
+                "mean_guard_ms": self.guard_ms / n,
             }
 
 
+def _default_encoder() -> EmbeddingEncoder | None:
+    try:
+        from .embeddings import default_encoder
+
+        encoder: EmbeddingEncoder = default_encoder()
+        return encoder
+    except Exception as exc:  # semantic search is optional: fall back to exact matching
+        logger.warning("semantic cache disabled (exact matches only): %s", exc)
+        return None
+
+
+def _default_guard() -> Verifier | None:
+    try:
+        from .guard import VerificationGuard
+
+        guard: Verifier = VerificationGuard()
+        return guard
+    except ImportError:
+        return None
+
+
 class CacheEngine:
-    """Exact-match cache over a backend (the default is in memory)."""
+    """Exact and semantic cache over a backend (the default is in memory).
+
+    Args:
+        config: thresholds, TTL, size, namespace and storage policy.
+        backend: a :class:`CacheBackend`; default: built from ``config.backend``.
+        encoder: an encoder with ``async embed(texts)``; default: all-MiniLM-L6-v2 when
+            sentence-transformers is installed (loaded on first use), else exact matching only.
+        guard: the verification guard; ``None`` means the default guard, ``False`` disables it.
+    """
 
     def __init__(
-        self, config: CacheConfig | None = None, backend: CacheBackend | None = None
+        self,
+        config: CacheConfig | None = None,
+        backend: CacheBackend | None = None,
+        *,
+        encoder: EmbeddingEncoder | None = None,
+        guard: Verifier | Literal[False] | None = None,
     ) -> None:
         self.config = config or CacheConfig()
-        self.backend: CacheBackend = backend or MemoryBackend(self.config.max_entries)
+        self.backend: CacheBackend = backend or _make_backend(self.config)
+        self._encoder = encoder
+        self._encoder_resolved = encoder is not None or not self.config.semantic
+        self.guard: Verifier | None = None if guard is False else (guard or _default_guard())
         self.stats = CacheStats()
+        self._lock = threading.Lock()
+
+    @property
+    def encoder(self) -> EmbeddingEncoder | None:
+        """The encoder, resolved on first use (``None``: exact matching only)."""
+        if not self._encoder_resolved:
+            with self._lock:
+                if not self._encoder_resolved:
+                    self._encoder = _default_encoder()
+                    self._encoder_resolved = True
+        return self._encoder
 
     def accepts(self, request: ChatRequest) -> bool:
         """Whether ``request`` may be served from or stored in the cache."""
         return is_cacheable_request(request, self.config)
 
+    def key(self, request: ChatRequest, namespace: str | None = None) -> CacheKey:
+        """The cache key of ``request`` in ``namespace`` (default: the configured one)."""
+        return cache_key(request, namespace or self.config.namespace)
+
+    def _semantic_ok(self, request: ChatRequest, key: CacheKey) -> bool:
+        if not (self.config.semantic and key.query.strip()):
+            return False
+        last = next((m for m in reversed(request.messages) if m.role == "user"), None)
+        # Text similarity cannot judge images or audio: media questions only hit exactly.
+        return (
+            last is None
+            or isinstance(last.content, str)
+            or all(b.type == "text" for b in last.blocks())
+        )
+
+    async def _embed(self, text: str) -> np.ndarray | None:
+        encoder = self.encoder
+        if encoder is None:
+            return None
+        matrix = np.asarray(await encoder.embed([text]), dtype=np.float32)
+        vector: np.ndarray = matrix[0]
+        return vector
+
     async def lookup(
         self, request: ChatRequest, *, namespace: str | None = None
     ) -> CacheHit | None:
-        """A stored answer for ``request`` or ``None`` (a backend error is a miss)."""
-        key = cache_key(request, namespace or self.config.namespace)
+        """A stored answer for ``request`` or ``None``; any backend/encoder error is a miss."""
+        key = self.key(request, namespace)
         try:
-            entry = await self.backend.get(key.exact)
+            hit = await self._lookup(request, key)
         except Exception as exc:
             self.stats.error()
             self.stats.miss()
@@ -106,11 +237,48 @@ class CacheEngine:
                 "cache lookup failed, treating as a miss: %s: %s", type(exc).__name__, exc
             )
             return None
-        if entry is None or entry.scope != key.scope:
+        if hit is None:
             self.stats.miss()
+        else:
+            self.stats.hit(hit.entry.cost_usd, hit.kind)
+        return hit
+
+    async def _lookup(self, request: ChatRequest, key: CacheKey) -> CacheHit | None:
+        entry = await self.backend.get(key.exact)
+        if entry is not None and entry.scope == key.scope:
+            return CacheHit(entry=entry, kind="exact", similarity=1.0)
+        if not self._semantic_ok(request, key):
             return None
-        self.stats.hit(entry.cost_usd)
-        return CacheHit(entry=entry, kind="exact", similarity=1.0)
+        started = time.perf_counter()
+        vector = await self._embed(key.query)
+        if vector is None:
+            return None
+        embedded = time.perf_counter()
+        candidates = await self.backend.search(key.scope, vector, self.config.top_k)
+        searched = time.perf_counter()
+        rejections = 0
+        hit: CacheHit | None = None
+        for candidate, similarity in candidates:
+            if similarity < self.config.threshold:
+                break
+            if candidate.scope != key.scope:  # defence in depth: the backend already filtered
+                continue
+            if (
+                self.guard is not None
+                and not self.guard.verify(key.query, candidate.query, similarity).ok
+            ):
+                rejections += 1
+                continue
+            hit = CacheHit(entry=candidate, kind="semantic", similarity=float(similarity))
+            break
+        done = time.perf_counter()
+        self.stats.semantic(
+            (embedded - started) * 1000,
+            (searched - embedded) * 1000,
+            (done - searched) * 1000,
+            rejections,
+        )
+        return hit
 
     async def store(
         self,
@@ -123,19 +291,21 @@ class CacheEngine:
         """Store a complete answer if the policy allows it; returns whether it was stored."""
         if response.cache_hit or not (self.accepts(request) and is_cacheable_response(response)):
             return False
-        key = cache_key(request, namespace or self.config.namespace)
+        key = self.key(request, namespace)
         now = time.time()
         entry = CacheEntry(
             exact=key.exact,
             scope=key.scope,
             query=key.query,
+            namespace=namespace or self.config.namespace,
             response=response.model_copy(update={"raw": {}}),
             cost_usd=cost_usd,
             created_at=now,
             expires_at=None if self.config.ttl is None else now + self.config.ttl,
         )
         try:
-            await self.backend.put(entry)
+            vector = await self._embed(key.query) if self._semantic_ok(request, key) else None
+            await self.backend.put(entry, vector)
         except Exception as exc:
             self.stats.error()
             logger.warning("cache store failed, answer not cached: %s: %s", type(exc).__name__, exc)
@@ -143,10 +313,62 @@ class CacheEngine:
         self.stats.stored()
         return True
 
+    async def invalidate(self, *, pattern: str | None = None, namespace: str | None = None) -> int:
+        """Remove entries whose query matches the glob ``pattern`` and/or in ``namespace``."""
+        return await self.backend.invalidate(pattern=pattern, namespace=namespace)
+
     async def clear(self) -> None:
         """Remove every entry."""
         await self.backend.clear()
 
+    async def export_jsonl(self, path: str | Path) -> int:
+        """Write every live entry (with its vector) as JSON lines; returns how many."""
+        lines = [
+            json.dumps(
+                {
+                    "entry": json.loads(entry.to_json()),
+                    "vector": None if vector is None else vector.tolist(),
+                },
+                ensure_ascii=False,
+            )
+            async for entry, vector in self.backend.entries()
+        ]
+        text = "".join(line + "\n" for line in lines)
+        await asyncio.to_thread(Path(path).write_text, text, encoding="utf-8")
+        return len(lines)
+
+    async def import_jsonl(self, path: str | Path) -> tuple[int, int]:
+        """Load entries written by :meth:`export_jsonl`; invalid or expired lines are skipped.
+
+        Returns ``(imported, skipped)``. Nothing is unpickled or evaluated: each line is JSON,
+        validated as a :class:`CacheEntry`.
+        """
+        text = await asyncio.to_thread(Path(path).read_text, encoding="utf-8")
+        imported = skipped = 0
+        for line in text.splitlines():
+            try:
+                data = json.loads(line)
+                entry = CacheEntry.model_validate(data["entry"])
+                raw = data.get("vector")
+                vector = None if raw is None else np.asarray(raw, dtype=np.float32)
+            except (ValueError, KeyError, TypeError):
+                skipped += 1
+                continue
+            if entry.expired():
+                skipped += 1
+                continue
+            await self.backend.put(entry, vector)
+            imported += 1
+        return imported, skipped
+
+    async def size(self) -> int:
+        """The number of stored entries."""
+        return await self.backend.size()
+
     async def aclose(self) -> None:
-        """Close the backend."""
+        """Close the backend (and the encoder when it has ``aclose``)."""
         await self.backend.aclose()
+
+
+def _make_backend(config: CacheConfig) -> CacheBackend:
+    return create_backend(config)

@@ -21,6 +21,7 @@ class CacheEntry(BaseModel):
     exact: str
     scope: str
     query: str
+    namespace: str = "default"
     response: LLMResponse
     cost_usd: float = Field(default=0.0, ge=0)
     created_at: float = Field(default_factory=time.time)

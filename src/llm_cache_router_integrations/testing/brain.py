@@ -4,6 +4,12 @@ Given the conversation in a provider-neutral form it answers with text, a tool c
 offered and the user has just spoken), a summary of a tool result, or JSON that follows a schema.
 Token usage is derived from word counts, so a test can check that an adapter reports exactly the
 usage the server sent.
+
+It follows a few instructions the way a real model would: a text quoted in the user's message
+fills the first string argument of a tool call (``Create a customer named 'ACME'``); in JSON mode,
+keys the user names in quotes (``with 'setup' and 'punchline' keys``) are the keys of the object,
+and a system prompt asking for a "JSON object" turns JSON mode on; text stops before the first
+stop sequence.
 """
 
 from __future__ import annotations
@@ -43,6 +49,26 @@ class Answer:
 
 def _words(text: str) -> int:
     return len(text.split())
+
+
+_QUOTED = re.compile(r"(?<!\w)'([^'\n]+)'(?!\w)|(?<!\w)\"([^\"\n]+)\"(?!\w)")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _quoted(text: str) -> list[str]:
+    """The spans of ``text`` quoted with '...' or "..."."""
+    return [a or b for a, b in _QUOTED.findall(text)]
+
+
+def _fill_first_string(value: Any, schema: dict[str, Any], text: str) -> Any:
+    """Put ``text`` into the first string property of an object sampled from ``schema``."""
+    if not isinstance(value, dict):
+        return value
+    for name, sub in (schema.get("properties") or {}).items():
+        kind = sub.get("type") if isinstance(sub, dict) else None
+        if kind == "string" and not sub.get("enum") and name in value:
+            return {**value, name: text}
+    return value
 
 
 def sample_from_schema(schema: dict[str, Any], hint: str = "") -> Any:
@@ -90,6 +116,7 @@ class Brain:
         json_schema: dict[str, Any] | None = None,
         json_mode: bool = False,
         max_tokens: int | None = None,
+        stop: list[str] | None = None,
     ) -> Answer:
         """``tools`` are ``{"name", "parameters"}`` dicts; ``tool_choice`` is auto/none/required/NAME."""
         input_tokens = sum(_words(t.text) + 3 for t in turns) + 2
@@ -97,7 +124,11 @@ class Brain:
         if tools and last.role == "user" and tool_choice != "none":
             chosen = next((t for t in tools if t["name"] == tool_choice), tools[0])
             self._counter += 1
-            arguments = sample_from_schema(chosen.get("parameters") or {"type": "object"})
+            parameters = chosen.get("parameters") or {"type": "object"}
+            arguments = sample_from_schema(parameters)
+            quoted = _quoted(last.text)
+            if quoted:
+                arguments = _fill_first_string(arguments, parameters, quoted[0])
             call = (f"{self._call_ids}_{self._counter:04d}", chosen["name"], arguments)
             return Answer(
                 tool_calls=[call],
@@ -105,16 +136,21 @@ class Brain:
                 output_tokens=5 + _words(json.dumps(arguments)),
                 finish="tool_calls",
             )
+        json_mode = json_mode or any(t.role == "system" and "JSON object" in t.text for t in turns)
         if json_schema is not None:
             text = json.dumps(sample_from_schema(json_schema))
         elif json_mode:
-            text = json.dumps({"answer": last.text[:40]})
+            keys = [k for k in _quoted(last.text) if _IDENTIFIER.match(k)]
+            text = json.dumps({k: k for k in keys} if keys else {"answer": last.text[:40]})
         elif last.role == "tool":
             text = f"The tool returned {last.text}. That is the answer."
         elif self.reply is not None:
             text = self.reply
         else:
             text = f"Answer to: {last.text}" if last.text else "Hello! How can I help you today?"
+        for sequence in stop or ():
+            if sequence and sequence in text:
+                text = text[: text.index(sequence)]
         answer = Answer(text=text, input_tokens=input_tokens)
         if max_tokens is not None and _words(text) > max_tokens:
             answer.text = " ".join(text.split()[:max_tokens])

@@ -70,6 +70,7 @@ class OpenAIServer(LoopbackServer):
             else None,
             json_mode=fmt.get("type") == "json_object",
             max_tokens=body.get("max_completion_tokens") or body.get("max_tokens"),
+            stop=[body["stop"]] if isinstance(body.get("stop"), str) else body.get("stop"),
         )
         model = str(body.get("model")) + self.model_suffix
         if body.get("stream"):

@@ -62,6 +62,9 @@ class LLMResponse(BaseModel):
     latency_ms: float = 0.0
     cost_usd: float = 0.0
     cache_hit: bool = False
+    saved_usd: float = Field(
+        default=0.0, ge=0, description="on a cache hit: what the original call cost (avoided)"
+    )
     route: list[str] = Field(
         default_factory=list, description="deployments tried in order; the last one answered"
     )
@@ -99,4 +102,5 @@ class StreamChunk(BaseModel):
     latency_ms: float | None = None
     cost_usd: float | None = None
     cache_hit: bool = False
+    saved_usd: float | None = None
     route: list[str] | None = None

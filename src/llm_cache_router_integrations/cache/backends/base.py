@@ -1,23 +1,50 @@
-"""The contract every cache backend fulfils."""
+"""The contract every cache backend fulfils (memory, SQLite, Redis, Qdrant).
+
+Vectors are L2-normalised ``float32`` arrays of the encoder's dimension; every backend reports
+similarity as cosine similarity in ``[-1, 1]`` (converting from its native distance explicitly).
+Entries are JSON (:meth:`CacheEntry.to_json`), validated when read back; a corrupt entry is a miss.
+Expired entries are never returned. ``max_entries`` bounds each backend with LRU eviction.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import AsyncIterator
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
 
 from ..entry import CacheEntry
 
-__all__ = ["CacheBackend"]
+__all__ = ["CacheBackend", "Vector"]
+
+Vector = npt.NDArray[np.float32]
 
 
+@runtime_checkable
 class CacheBackend(Protocol):
-    """Stores :class:`CacheEntry` objects by exact key; expired entries are never returned."""
+    """Stores :class:`CacheEntry` objects by exact key, with an optional vector for similarity search."""
 
     async def get(self, exact: str) -> CacheEntry | None:
-        """The live entry stored under ``exact``, or ``None``."""
+        """The live entry stored under ``exact`` (refreshing its LRU position), or ``None``."""
         ...
 
-    async def put(self, entry: CacheEntry) -> None:
-        """Store or replace ``entry`` (evicting the least recently used beyond the limit)."""
+    async def put(self, entry: CacheEntry, vector: Vector | None = None) -> None:
+        """Store or replace ``entry`` (evicting the least recently used beyond ``max_entries``)."""
+        ...
+
+    async def search(
+        self, scope: str, vector: Vector, k: int = 4
+    ) -> list[tuple[CacheEntry, float]]:
+        """Up to ``k`` live entries of ``scope`` nearest to ``vector``, best first, with cosine similarity."""
+        ...
+
+    async def delete(self, exact: str) -> bool:
+        """Remove one entry; returns whether it existed."""
+        ...
+
+    async def invalidate(self, *, pattern: str | None = None, namespace: str | None = None) -> int:
+        """Remove entries whose query matches the glob ``pattern`` and/or whose namespace is given."""
         ...
 
     async def clear(self) -> None:
@@ -25,9 +52,13 @@ class CacheBackend(Protocol):
         ...
 
     async def size(self) -> int:
-        """The number of stored entries."""
+        """The number of stored (not yet evicted) entries."""
+        ...
+
+    def entries(self) -> AsyncIterator[tuple[CacheEntry, Vector | None]]:
+        """Every live entry with its vector (for export)."""
         ...
 
     async def aclose(self) -> None:
-        """Release connections."""
+        """Release connections and files."""
         ...

