@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip install --quiet --constraint constraints.txt
 
-.PHONY: demo test lint pytest format clean
+.PHONY: demo test lint pytest format bench clean
 
 $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
+
+# Speed and quality figures (quality reads ../shared/datasets when it is there); results/*.json
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_quality.py
+	$(BIN)/python benchmarks/bench_cache_latency.py
+	$(BIN)/python benchmarks/bench_encoder.py
+	$(BIN)/python benchmarks/bench_backend_scale.py
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests

@@ -63,6 +63,7 @@ from .routing import (
     Strategy,
     build_strategy,
 )
+from .routing.shared_limits import RedisRateLimiter
 from .stats import RouterStats
 from .streaming import StreamAccumulator
 from .types import ChatRequest, LLMResponse, Message, StreamChunk
@@ -115,6 +116,8 @@ class LLMRouter:
         budget: ``{"daily_usd": ..., "monthly_usd": ...}`` or a :class:`Budget`.
         budget_store: where budget counters live: a :class:`BudgetStore` or a ``redis://`` URL
             (several processes then share one budget). Default: in this process.
+        limits_store: a ``redis://`` URL where rpm/tpm buckets live, so several processes share
+            each deployment's limits (the ``window`` limiter stays per process).
         model_groups: aliases: ``{"fast": ["openai/gpt-4o-mini", "gemini/gemini-2.0-flash"]}``.
         deployments: per-deployment limits: ``{"openai/gpt-4o-mini": {"rpm": 500, ...}}``.
         priority_routes: for ``RoutingStrategy.PRIORITY``: ``{Priority.CRITICAL: {"targets":
@@ -135,6 +138,7 @@ class LLMRouter:
         fallback_chain: Sequence[str] | None = None,
         budget: Budget | Mapping[str, float | None] | None = None,
         budget_store: BudgetStore | str | None = None,
+        limits_store: str | None = None,
         model_groups: Mapping[str, Sequence[str]] | None = None,
         deployments: Mapping[str, DeploymentSettings | Mapping[str, Any]] | None = None,
         priority_routes: Mapping[Priority | str, Mapping[str, Sequence[str]]] | None = None,
@@ -188,6 +192,7 @@ class LLMRouter:
             ) from None
         self.timeout = timeout
         self.default_model = default_model
+        self.limits_store = limits_store
         self._deployments: dict[str, Deployment] = {}
         self.fallback_chain = [self._parse_key(k).key for k in fallback_chain or ()]
         self.model_groups = {
@@ -265,6 +270,12 @@ class LLMRouter:
                 self._settings.get(key) or self._settings.get(provider),
                 self.breaker_config,
             )
+            if self.limits_store is not None and (
+                deployment.settings.rpm or deployment.settings.tpm
+            ):
+                deployment.limiter = RedisRateLimiter(
+                    self.limits_store, key, rpm=deployment.settings.rpm, tpm=deployment.settings.tpm
+                )
             self._deployments[key] = deployment
         return deployment
 
@@ -454,7 +465,7 @@ class LLMRouter:
             return f"context window {window} exceeded by ~{input_tokens} input tokens"
         limiter = deployment.limiter
         if limiter.enabled:
-            while (wait := limiter.try_acquire(input_tokens)) > 0:
+            while (wait := await limiter.acquire(input_tokens)) > 0:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if (
                     deployment.settings.on_limit == "skip"
@@ -470,13 +481,13 @@ class LLMRouter:
             )
         except Exception:
             deployment.breaker.release_probe()
-            limiter.correct(input_tokens, 0)
+            await limiter.acorrect(input_tokens, 0)
             raise
         try:
             await deployment.gate.acquire(priority)
         except QueueFullError:
             deployment.breaker.release_probe()
-            limiter.correct(input_tokens, 0)
+            await limiter.acorrect(input_tokens, 0)
             await self.budget.settle(reservation, 0.0)
             return "saturated"
         return reservation, input_tokens
@@ -502,7 +513,7 @@ class LLMRouter:
         cost = deployment.price.cost(response.usage)
         response.cost_usd = cost
         await self.budget.settle(reservation, cost)
-        deployment.limiter.correct(estimated, response.usage.total_tokens or estimated)
+        await deployment.limiter.acorrect(estimated, response.usage.total_tokens or estimated)
         deployment.breaker.record_success()
         deployment.stats.record_success(
             response.latency_ms, response.usage.input_tokens, response.usage.output_tokens, cost
@@ -638,7 +649,7 @@ class LLMRouter:
             finally:
                 deployment.gate.release()
                 if not settled:
-                    deployment.limiter.correct(estimated, 0)
+                    await deployment.limiter.acorrect(estimated, 0)
                     await self.budget.settle(reservation, 0.0)
         raise self._final_error(request.model, errors, skipped)
 
@@ -766,7 +777,7 @@ class LLMRouter:
                         count_tokens(accumulator.content, deployment.model) if started_output else 0
                     )
                     cost = deployment.price.estimate(estimated, partial) if started_output else 0.0
-                    deployment.limiter.correct(
+                    await deployment.limiter.acorrect(
                         estimated, estimated + partial if started_output else 0
                     )
                     await self.budget.settle(reservation, cost)

@@ -207,6 +207,8 @@ class CacheEngine:
     def _semantic_ok(self, request: ChatRequest, key: CacheKey) -> bool:
         if not (self.config.semantic and key.query.strip()):
             return False
+        if not getattr(self.backend, "supports_vectors", True):
+            return False  # e.g. a Redis server without the query engine: exact matches only
         last = next((m for m in reversed(request.messages) if m.role == "user"), None)
         # Text similarity cannot judge images or audio: media questions only hit exactly.
         return (

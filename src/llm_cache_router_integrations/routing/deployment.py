@@ -13,7 +13,7 @@ from ..cost.pricing import ModelPrice
 from ..providers.base import BaseProvider
 from .breaker import BreakerConfig, CircuitBreaker
 from .gate import PriorityGate
-from .ratelimit import RateLimiter
+from .ratelimit import Limiter, RateLimiter
 
 __all__ = ["Deployment", "DeploymentSettings", "DeploymentStats"]
 
@@ -123,7 +123,9 @@ class Deployment:
         self.key = f"{provider.name}/{model}"
         self.breaker = CircuitBreaker(breaker)
         self.gate = PriorityGate(self.settings.max_concurrency, self.settings.max_queue_depth)
-        self.limiter = RateLimiter(self.settings.rpm, self.settings.tpm, self.settings.window)
+        self.limiter: Limiter = RateLimiter(
+            self.settings.rpm, self.settings.tpm, self.settings.window
+        )
         self.stats = DeploymentStats()
 
     @property

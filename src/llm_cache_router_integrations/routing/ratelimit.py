@@ -11,8 +11,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
-__all__ = ["RateLimiter", "SlidingWindow", "TokenBucket"]
+__all__ = ["Limiter", "RateLimiter", "SlidingWindow", "TokenBucket"]
 
 
 class TokenBucket:
@@ -128,3 +129,28 @@ class RateLimiter:
         if self.tpm and actual != estimated:
             with self._lock:
                 self.tpm.give(estimated - actual)
+
+    async def acquire(self, tokens: int) -> float:
+        """Async form of :meth:`try_acquire` (the :class:`Limiter` protocol)."""
+        return self.try_acquire(tokens)
+
+    async def acorrect(self, estimated: int, actual: int) -> None:
+        """Async form of :meth:`correct` (the :class:`Limiter` protocol)."""
+        self.correct(estimated, actual)
+
+
+class Limiter(Protocol):
+    """What the router needs from a rate limiter (local or shared through Redis)."""
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any limit is set."""
+        ...
+
+    async def acquire(self, tokens: int) -> float:
+        """Charge one request of ``tokens`` now (returns 0.0) or return the seconds to wait."""
+        ...
+
+    async def acorrect(self, estimated: int, actual: int) -> None:
+        """Replace a tpm charge of ``estimated`` tokens by the ``actual`` usage."""
+        ...
