@@ -1,6 +1,6 @@
 """The cache: scope and exact keys, storage policy, backends and the engine."""
 
-from .backends import CacheBackend, MemoryBackend
+from .backends import CacheBackend, MemoryBackend, SQLiteBackend, create_backend
 from .config import CacheConfig, CacheControl
 from .decorators import CachedLLM, cache, clear_cache, get_stats, invalidate
 from .engine import CacheEngine, CacheHit, CacheStats
@@ -19,10 +19,12 @@ __all__ = [
     "CacheStats",
     "CachedLLM",
     "MemoryBackend",
+    "SQLiteBackend",
     "WarmupEntry",
     "cache",
     "cache_key",
     "clear_cache",
+    "create_backend",
     "get_stats",
     "invalidate",
 ]
