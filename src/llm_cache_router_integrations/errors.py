@@ -14,6 +14,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BudgetExceededError",
+    "BudgetUnavailableError",
     "ConfigurationError",
     "ContentPolicyError",
     "ContextLengthExceededError",
@@ -168,6 +169,13 @@ class BudgetExceededError(LLMRouterError):
         self.limit_usd = limit_usd
         self.spent_usd = spent_usd
         self.requested_usd = requested_usd
+
+
+class BudgetUnavailableError(LLMRouterError):
+    """The budget store (e.g. Redis) could not be reached, so no call could be admitted safely.
+
+    Budgets fail closed: spending without a working budget could overspend.
+    """
 
 
 class AllCandidatesSaturatedError(LLMRouterError):

@@ -274,7 +274,11 @@ class LLMRouter:
                 deployment.settings.rpm or deployment.settings.tpm
             ):
                 deployment.limiter = RedisRateLimiter(
-                    self.limits_store, key, rpm=deployment.settings.rpm, tpm=deployment.settings.tpm
+                    self.limits_store,
+                    key,
+                    rpm=deployment.settings.rpm,
+                    tpm=deployment.settings.tpm,
+                    window=deployment.settings.window,
                 )
             self._deployments[key] = deployment
         return deployment

@@ -176,3 +176,14 @@ def test_two_processes_share_one_budget_on_redis(redis_url: str) -> None:
     assert stored == pytest.approx(total_cost) == pytest.approx(server_cost(server))
     assert all(o["refused"] > 0 for o in outputs) or sum(o["refused"] for o in outputs) > 0
     print(f"2 processes on one Redis budget: {total_ok} answered, spent ${stored:.6f} of $0.40")
+
+
+async def test_unreachable_budget_store_fails_closed_with_a_typed_error() -> None:
+    from llm_cache_router_integrations import BudgetUnavailableError
+
+    with OpenAIServer() as server:
+        router = router_for(server, budget={"daily_usd": 1.0}, budget_store="redis://127.0.0.1:9/0")
+        with pytest.raises(BudgetUnavailableError):
+            await router.complete("hello", "budget-model", max_tokens=5)
+        assert server.requests == []
+        await router.aclose()

@@ -11,6 +11,7 @@ share one budget).
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import uuid
 import weakref
@@ -21,7 +22,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import BudgetExceededError
+from ..errors import BudgetExceededError, BudgetUnavailableError
 
 __all__ = [
     "Budget",
@@ -33,6 +34,8 @@ __all__ = [
 ]
 
 NANO = 1_000_000_000
+
+logger = logging.getLogger(__name__)
 
 
 def to_nano(usd: float) -> int:
@@ -212,7 +215,12 @@ class BudgetManager:
         limits = [
             (key, to_nano(limit) if limit is not None else 2**62) for _, key, limit in windows
         ]
-        ok, index = await self.store.try_reserve(limits, amount)
+        try:
+            ok, index = await self.store.try_reserve(limits, amount)
+        except Exception as exc:
+            raise BudgetUnavailableError(
+                f"the budget store is unreachable ({type(exc).__name__}); no call was made"
+            ) from exc
         if not ok:
             name, key, limit = windows[index]
             spent = await self.store.get(key)
@@ -221,9 +229,16 @@ class BudgetManager:
 
     async def settle(self, reservation: Reservation, actual_usd: float) -> None:
         """Replace the reserved amount by the real cost (0 releases it)."""
-        await self.store.adjust(
-            reservation.keys, to_nano(max(actual_usd, 0.0)) - reservation.amount
-        )
+        delta = to_nano(max(actual_usd, 0.0)) - reservation.amount
+        try:
+            await self.store.adjust(reservation.keys, delta)
+        except Exception as exc:  # the answer was already paid for: never lose it over accounting
+            logger.error(
+                "budget settlement failed (%s: %s); %d nano-USD unsettled",
+                type(exc).__name__,
+                exc,
+                delta,
+            )
 
     async def record(self, actual_usd: float) -> None:
         """Add spend that was not reserved (e.g. a cost known only afterwards)."""

@@ -11,6 +11,8 @@ import asyncio
 import weakref
 from typing import Any
 
+from .ratelimit import SlidingWindow
+
 __all__ = ["RedisRateLimiter"]
 
 _ACQUIRE = """
@@ -55,9 +57,11 @@ class RedisRateLimiter:
         *,
         rpm: int | None = None,
         tpm: int | None = None,
+        window: tuple[int, float] | None = None,
         prefix: str = "llmr:limits",
     ) -> None:
         self.url = url
+        self.window = SlidingWindow(*window) if window else None  # stays per process
         self.rpm = rpm
         self.tpm = tpm
         self._keys = {"rpm": f"{prefix}:{key}:rpm", "tpm": f"{prefix}:{key}:tpm"}
@@ -68,7 +72,7 @@ class RedisRateLimiter:
     @property
     def enabled(self) -> bool:
         """Whether any limit is set."""
-        return bool(self.rpm or self.tpm)
+        return bool(self.rpm or self.tpm or self.window)
 
     def _client(self) -> Any:
         import redis.asyncio as aioredis
@@ -82,6 +86,14 @@ class RedisRateLimiter:
 
     async def acquire(self, tokens: int) -> float:
         """Charge one request of ``tokens`` on both buckets (0.0), or return the seconds to wait."""
+        if self.window is not None and (local := self.window.wait_time()) > 0:
+            return local
+        wait = await self._acquire_shared(tokens)
+        if wait == 0 and self.window is not None:
+            self.window.record()
+        return wait
+
+    async def _acquire_shared(self, tokens: int) -> float:
         keys: list[str] = []
         args: list[int] = []
         if self.rpm:
