@@ -10,18 +10,25 @@ Two set-ups run the integration suite:
 The standard media tests download an image / audio file; the sandbox has no internet, so
 ``httpx`` inside langchain-tests is replaced by :class:`OfflineMedia`, which makes the same kind
 of file locally. The tests themselves run unchanged.
+
+The standard ``test_serdes`` reloads with ``allowed_objects="all"``, which admits only the classes
+in langchain-core's own serialisation mapping; ``ChatRouter`` is registered there as trusted for
+that test (``additional_import_mappings``, LangChain's hook for this), and the test runs unchanged.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from langchain_core.load import load
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 from langchain_tests.integration_tests import chat_models as standard_integration
 from langchain_tests.unit_tests import ChatModelUnitTests
+from langchain_tests.unit_tests import chat_models as standard_unit
 
 from llm_cache_router_integrations.langchain import ChatRouter
 from llm_cache_router_integrations.testing.anthropic_server import AnthropicServer
@@ -38,14 +45,17 @@ from .conftest import (
 
 
 class TestChatRouterUnit(ChatModelUnitTests):
-    """Construction, standard parameters, tool binding and structured-output wiring.
+    """Construction, standard parameters, tool binding, structured-output wiring, serialisation.
 
-    Skipped, by design:
-
-    * ``test_serdes``: ``ChatRouter`` wraps a live ``LLMRouter`` (connection pools, circuit
-      breakers, budget counters, a cache engine), which cannot be serialised, so it is not
-      ``lc_serializable``.
+    ``test_serdes`` checks the declarative set-up round-trips; its snapshot holds no API key (the
+    reloaded provider reads ``OPENAI_API_KEY``, set by ``init_from_env_params``).
     """
+
+    @pytest.fixture(autouse=True)
+    def _trust_chat_router(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        path = tuple(ChatRouter.lc_id())
+        trusted = functools.partial(load, additional_import_mappings={path: path})
+        monkeypatch.setattr(standard_unit, "load", trusted)
 
     @property
     def chat_model_class(self) -> type[ChatRouter]:

@@ -11,14 +11,19 @@ answer is never cached twice. A router without a cache leaves LangChain's ``cach
 the global cache (e.g. :class:`SemanticRouterCache`) applies; its key includes
 :attr:`ChatRouter._identifying_params`, which describe the whole routing set-up, so two different
 ``ChatRouter``\\ s never share entries.
+
+Serialisation: ``dumpd(chat)`` writes the declarative set-up only, never an API key (the
+reloaded providers read their environment variables); see :class:`ChatRouter`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from enum import Enum
 from operator import itemgetter
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit, urlunsplit
@@ -31,6 +36,7 @@ from langchain_core.callbacks import (
 from langchain_core.language_models import LangSmithParams, LanguageModelInput
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.language_models.model_profile import ModelProfile
+from langchain_core.load.serializable import SerializedConstructor, SerializedNotImplemented
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.output_parsers import (
     JsonOutputKeyToolsParser,
@@ -43,11 +49,13 @@ from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
-from pydantic import ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
 from ..cache import CacheConfig, CacheEngine
 from ..cost.tokens import count_message_tokens, count_tokens, encoding_name_for, get_encoding
 from ..errors import ConfigurationError
+from ..providers.base import BaseProvider
+from ..providers.config import ProviderConfig
 from ..router import LLMRouter
 from ..routing import Priority
 from ..types import Message, ToolDefinition
@@ -73,6 +81,14 @@ _ROUTER_OPTIONS = (
     "pricing",
 )
 _DEFAULT_MODEL_NAME = "default"
+# Router options serialised as plain data (``cache=`` goes as ``router_cache``).
+_SERIALISED_OPTIONS = (*(n for n in _ROUTER_OPTIONS if n != "strategy"), "router_cache")
+# Setting, header and body-parameter names that may hold credentials: never serialised.
+_SECRET_NAME = re.compile(
+    r"(?:^|[-_])(?:auth|authorization|key|apikey|token|secret|password|cookie|credentials?)"
+    r"(?:$|[-_])",
+    re.IGNORECASE,
+)
 
 ToolLike = Mapping[str, Any] | type | Callable[..., Any] | BaseTool
 
@@ -83,6 +99,70 @@ def _public_url(url: str) -> str:
     host = parts.hostname or ""
     netloc = f"{host}:{parts.port}" if parts.port else host
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+class _NotDeclarative(Exception):
+    """A setting that is a live object (or would carry a credential) rather than plain data."""
+
+
+def _strip_userinfo(url: str) -> str:
+    """``url`` without ``user:password@``."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON data (pydantic settings as their fields, enums as values).
+
+    Raises:
+        _NotDeclarative: a live object, a secret or a URL with credentials.
+    """
+    if value is None or isinstance(value, bool | int | float):
+        return value.value if isinstance(value, Enum) else value
+    if isinstance(value, Enum):
+        return _plain(value.value)
+    if isinstance(value, str):
+        if "://" in value and _strip_userinfo(value) != value:
+            raise _NotDeclarative("a URL with credentials")
+        return value
+    if isinstance(value, SecretStr):
+        raise _NotDeclarative("a secret")
+    if isinstance(value, BaseModel):
+        return _plain(value.model_dump(exclude_unset=True))
+    if isinstance(value, Mapping):
+        plain = {str(_plain(k)): _plain(v) for k, v in value.items()}
+        if any(_SECRET_NAME.search(k) and v is not None for k, v in plain.items()):
+            raise _NotDeclarative("a credential")
+        return plain
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    raise _NotDeclarative(f"a {type(value).__name__} object")
+
+
+def _provider_settings(config: Any) -> dict[str, Any]:
+    """One provider's settings without credentials (no ``api_key``, no credential headers)."""
+    if isinstance(config, BaseProvider):
+        raise _NotDeclarative("a provider instance")
+    if isinstance(config, ProviderConfig):
+        settings = config.model_dump(exclude_unset=True)
+    elif isinstance(config, Mapping):
+        settings = dict(config)
+    elif config is None:
+        settings = {}
+    else:
+        raise _NotDeclarative(f"a {type(config).__name__} provider config")
+    settings.pop("api_key", None)  # the reloaded provider reads its environment variable
+    for field in ("headers", "params"):
+        if isinstance(settings.get(field), Mapping):
+            settings[field] = {
+                k: v for k, v in settings[field].items() if not _SECRET_NAME.search(str(k))
+            }
+    if isinstance(settings.get("base_url"), str):
+        settings["base_url"] = _strip_userinfo(settings["base_url"])
+    plain: dict[str, Any] = _plain(settings)
+    return plain
 
 
 def _tool_choice(choice: str | bool | Mapping[str, Any] | None) -> str | dict[str, Any] | None:
@@ -130,6 +210,21 @@ class ChatRouter(BaseChatModel):
         )
         chat.invoke("Hello!")
         ```
+
+    Serialisation (``langchain_core.load.dumpd`` / ``load``): only the declarative set-up is
+    written: the model and sampling fields, ``priority``, ``namespace``, ``model_kwargs``,
+    ``fallback_chain``, ``model_groups``, the strategy's name, the providers' settings and the
+    other router options given as plain data (``retry``, ``budget``, ``cache={...}``, ...).
+    API keys never are: a provider's ``api_key`` is dropped, and the reloaded provider reads its
+    type's environment variable (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, ...), as
+    ``ChatRouter()`` does. (LangChain's ``lc_secrets`` only covers top-level constructor
+    arguments; a key nested in ``providers`` would be written in clear, so none is kept.)
+    Credential-like headers and body parameters and ``user:password@`` in URLs are dropped too.
+    A model that holds live objects (``router=...``, a ``CacheEngine``, provider
+    instances, a custom strategy or budget store, or a setting with credentials in it) cannot be
+    rebuilt from data, so that instance serialises as ``not_implemented`` instead of silently
+    losing them. Loading needs the class to be trusted, e.g.
+    ``load(data, allowed_objects=[ChatRouter], valid_namespaces=["llm_cache_router_integrations"])``.
     """
 
     model_config = ConfigDict(
@@ -263,6 +358,59 @@ class ChatRouter(BaseChatModel):
             return self.router
         except Exception:  # an unconfigured environment: the call itself will say what to set
             return None
+
+    # ------------------------------------------------------------------ serialisation
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        """Yes, for the declarative set-up (see the class docs; some instances opt out)."""
+        return True
+
+    @classmethod
+    def get_lc_namespace(cls) -> list[str]:
+        """The public import path: ``["llm_cache_router_integrations", "langchain"]``."""
+        return ["llm_cache_router_integrations", "langchain"]
+
+    def _lc_settings(self) -> dict[str, Any]:
+        """Serialised constructor arguments beyond the plain fields.
+
+        Raises:
+            _NotDeclarative: the model holds a live object (see the class docs).
+        """
+        if self.llm_router is not None:
+            raise _NotDeclarative("a ready router (router=...)")
+        attributes: dict[str, Any] = {}
+        if self.providers is not None:
+            attributes["providers"] = {
+                str(name): _provider_settings(config) for name, config in self.providers.items()
+            }
+        if isinstance(self.strategy, str):  # a RoutingStrategy is a str (its value)
+            attributes["strategy"] = str(self.strategy)
+        elif self.strategy is not None:
+            raise _NotDeclarative("a custom strategy object")
+        for name in _SERIALISED_OPTIONS:
+            value = getattr(self, name)
+            if value is not None:
+                attributes[name] = _plain(value)
+        if self.priority is not None:
+            attributes["priority"] = Priority.parse(self.priority).name.lower()
+        return attributes
+
+    def _lc_settings_or_none(self) -> dict[str, Any] | None:
+        try:
+            return self._lc_settings()
+        except _NotDeclarative:
+            return None
+
+    @property
+    def lc_attributes(self) -> dict[str, Any]:
+        """Providers without keys, the strategy's name and the other router options as data."""
+        return self._lc_settings_or_none() or {}
+
+    def to_json(self) -> SerializedConstructor | SerializedNotImplemented:
+        """The declarative set-up, or ``not_implemented`` when it holds live objects."""
+        if self._lc_settings_or_none() is None:
+            return self.to_json_not_implemented()
+        return super().to_json()
 
     # ------------------------------------------------------------------ identity
     @property
