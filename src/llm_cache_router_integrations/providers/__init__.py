@@ -1,13 +1,15 @@
 """Provider adapters: one module per wire protocol, all registered by name.
 
 Importing this package registers the built-in providers: ``openai``, ``openai-compatible``,
-``anthropic``, ``gemini``, ``ollama``, ``minimax``, ``qwen`` and its alias ``dashscope``.
+``anthropic``, ``gemini``, ``ollama``, ``minimax``, ``qwen`` and its alias ``dashscope``, and
+``local`` (an in-process Hugging Face model; its heavy imports wait until it loads).
 """
 
 from .anthropic import AnthropicProvider
 from .base import BaseProvider, StreamHandler, WireRequest
 from .config import ProviderConfig
 from .gemini import GeminiProvider
+from .local import LocalProvider
 from .minimax import MiniMaxProvider
 from .ollama import OllamaProvider
 from .openai import OpenAICompatibleProvider, OpenAIProvider
@@ -19,6 +21,7 @@ __all__ = [
     "BaseProvider",
     "DashScopeProvider",
     "GeminiProvider",
+    "LocalProvider",
     "MiniMaxProvider",
     "OllamaProvider",
     "OpenAICompatibleProvider",
