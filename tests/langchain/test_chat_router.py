@@ -614,3 +614,9 @@ def test_stream_converter_emits_replayed_tool_calls_once() -> None:
         "input_token_details": {"cache_read": 0},
         "output_token_details": {"reasoning": 0},
     }
+
+
+def test_api_keys_never_in_repr_or_dump(openai_server: OpenAIServer) -> None:
+    chat = chat_for(openai_server, budget_store="redis://user:secret-pass@127.0.0.1:9/0")
+    for text in (repr(chat), str(chat), json.dumps(chat.model_dump(), default=str), dumps(chat)):
+        assert KEY not in text and "secret-pass" not in text

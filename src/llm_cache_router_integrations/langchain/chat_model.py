@@ -231,9 +231,9 @@ class ChatRouter(BaseChatModel):
         populate_by_name=True, arbitrary_types_allowed=True, protected_namespaces=()
     )
 
-    llm_router: LLMRouter | None = Field(default=None, alias="router", exclude=True)
+    llm_router: LLMRouter | None = Field(default=None, alias="router", exclude=True, repr=False)
     """A ready router (``router=`` in the constructor)."""
-    providers: dict[str, Any] | None = Field(default=None, exclude=True)
+    providers: dict[str, Any] | None = Field(default=None, exclude=True, repr=False)
     """Provider configs for a new router (``LLMRouter(providers, ...)``)."""
     router_cache: CacheConfig | CacheEngine | dict[str, Any] | None = Field(
         default=None, exclude=True
@@ -245,7 +245,7 @@ class ChatRouter(BaseChatModel):
     """Deployment keys (``"provider/model"``) tried after the requested model."""
     budget: Any = Field(default=None, exclude=True)
     """``{"daily_usd": ..., "monthly_usd": ...}`` or a :class:`Budget` for a new router."""
-    budget_store: Any = Field(default=None, exclude=True)
+    budget_store: Any = Field(default=None, exclude=True, repr=False)
     """A budget store or ``redis://`` URL for a new router."""
     model_groups: dict[str, list[str]] | None = None
     """Aliases: ``{"fast": ["openai/gpt-4o-mini", "gemini/gemini-2.0-flash"]}``."""
