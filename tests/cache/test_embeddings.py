@@ -94,7 +94,10 @@ def test_resolved_from_the_package_and_extracted_once(
     stamp = (target / ".extracted").stat().st_mtime_ns
     assert resolution.package_model_dir() == target  # already there: not extracted again
     assert (target / ".extracted").stat().st_mtime_ns == stamp
-    assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]  # no staging left
+    leftovers = [
+        p for p in target.parent.iterdir() if p.name.startswith(".") and p.suffix != ".lock"
+    ]
+    assert not leftovers  # no staging or stale folder left (only the extraction lock file)
     assert encoder.name == "sentence-transformers/all-MiniLM-L6-v2"
     assert isinstance(encoder, Encoder)
 
@@ -289,7 +292,8 @@ def test_concurrent_extraction_is_atomic(tmp_path: Path) -> None:
         t.join()
     assert not errors and results == [target] * 6
     assert (target / "1_Pooling" / "config.json").is_file()
-    assert sorted(p.name for p in target.parent.iterdir()) == ["tiny"]
+    # Only the model and the extraction lock file remain: no staging or stale folders.
+    assert sorted(p.name for p in target.parent.iterdir()) == [".tiny.lock", "tiny"]
     (target / "stale-file").write_text("x")
     assert resolution._extract_once(archive, target, "v2") == target  # a new stamp re-extracts
     assert not (target / "stale-file").exists()

@@ -12,6 +12,7 @@ names the fixes.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib.metadata
 import importlib.util
 import os
@@ -221,6 +222,18 @@ def _extract_once(zip_path: Path, target: Path, stamp: str) -> Path:
     if _is_complete(target, stamp):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    # One extractor at a time, across threads and processes; the others wait, then reuse it.
+    with (target.parent / f".{target.name}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if _is_complete(target, stamp):
+                return target
+            return _extract_locked(zip_path, target, stamp)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _extract_locked(zip_path: Path, target: Path, stamp: str) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     staging.chmod(0o755)  # mkdtemp makes it private; the model is not a secret
     try:
