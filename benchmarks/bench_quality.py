@@ -50,8 +50,9 @@ import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from llm_cache_router_integrations.cache import CacheConfig
+from llm_cache_router_integrations.cache import CacheConfig, CrossEncoderVerifier
 from llm_cache_router_integrations.cache import guard as guard_module
+from llm_cache_router_integrations.cache.engine import Verifier
 from llm_cache_router_integrations.cache.guard import GuardConfig, VerificationGuard
 
 HERE = Path(__file__).resolve().parent
@@ -172,7 +173,7 @@ def load_gptcache(shared: Path) -> tuple[list[str], list[str], np.ndarray, np.nd
 # metrics
 
 
-def guard_ok(guard: VerificationGuard, pairs: Pairs, threshold: float) -> np.ndarray:
+def guard_ok(guard: Verifier, pairs: Pairs, threshold: float) -> np.ndarray:
     """The guard's decision for every pair at or above ``threshold`` (False below it)."""
     out = np.zeros(len(pairs.a), dtype=bool)
     for i, (a, b, sim) in enumerate(zip(pairs.a, pairs.b, pairs.similarity, strict=True)):
@@ -195,7 +196,7 @@ def precision_recall(hits: np.ndarray, labels: np.ndarray) -> dict[str, float | 
     }
 
 
-def pair_report(pairs: Pairs, guard: VerificationGuard, threshold: float) -> dict[str, Any]:
+def pair_report(pairs: Pairs, guard: Verifier, threshold: float) -> dict[str, Any]:
     """Ours vs cosine baselines on a pair dataset, plus per-category figures."""
     ok = guard_ok(guard, pairs, threshold)
     ours_hits = (pairs.similarity >= threshold) & ok
@@ -225,7 +226,7 @@ def pair_report(pairs: Pairs, guard: VerificationGuard, threshold: float) -> dic
     return report
 
 
-def gptcache_report(shared: Path, guard: VerificationGuard, threshold: float) -> dict[str, Any]:
+def gptcache_report(shared: Path, guard: Verifier, threshold: float) -> dict[str, Any]:
     """GPTCache's cache simulation: top-1 over all origins for every similar."""
     origins, similars, e_origin, e_similar = load_gptcache(shared)
     scores = e_similar @ e_origin.T
@@ -410,16 +411,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--min-score", type=float, default=None, help="override GuardConfig.min_score"
     )
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "quality.json")
+    parser.add_argument(
+        "--cross-encoder",
+        default=None,
+        metavar="NAME_OR_PATH",
+        help="verify with CrossEncoderVerifier(NAME_OR_PATH) after the rules (writes "
+        "results/quality_cross_encoder.json unless --out is given)",
+    )
+    parser.add_argument("--min-probability", type=float, default=0.5)
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
 
     overrides = {} if args.min_score is None else {"min_score": args.min_score}
-    guard = VerificationGuard(GuardConfig(enabled=not args.no_guard, **overrides))
+    rules = VerificationGuard(GuardConfig(enabled=not args.no_guard, **overrides))
+    guard: Any = rules
+    out = args.out or HERE / "results" / "quality.json"
+    if args.cross_encoder:
+        guard = CrossEncoderVerifier(args.cross_encoder, min_probability=args.min_probability)
+        out = args.out or HERE / "results" / "quality_cross_encoder.json"
     wanted = {name.strip() for name in args.datasets.split(",") if name.strip()}
     results: dict[str, Any] = {
         "model": "sentence-transformers/all-MiniLM-L6-v2",
         "threshold": args.threshold,
-        "guard_config": guard.config.model_dump(mode="json"),
+        "guard_config": rules.config.model_dump(mode="json"),
+        "cross_encoder": args.cross_encoder
+        and {
+            "model": args.cross_encoder,
+            "min_probability": args.min_probability,
+        },
         "python": platform.python_version(),
     }
     dev = None
@@ -442,7 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for line in results["goals"]:
         print(line["text"])
     lat_pairs = qqp or dev
-    if lat_pairs is not None and not args.no_guard:
+    if lat_pairs is not None and not args.no_guard and not args.cross_encoder:
         results["latency"] = latency_report(guard, lat_pairs)
         lat = results["latency"]
         print(
@@ -452,9 +471,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{lat['warm_mean_us']:.1f} µs (p50 {lat['warm_p50_us']:.1f} µs); analysing one new "
             f"text: {lat['text_analysis_mean_us']:.1f} µs."
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print(f"\nwrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(f"\nwrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from .backends import CacheBackend, MemoryBackend, SQLiteBackend, create_backend
 from .config import CacheConfig, CacheControl
+from .cross_encoder import CrossEncoderVerifier
 from .decorators import CachedLLM, cache, clear_cache, get_stats, invalidate
 from .engine import CacheEngine, CacheHit, CacheStats
 from .entry import CacheEntry
@@ -18,6 +19,7 @@ __all__ = [
     "CacheKey",
     "CacheStats",
     "CachedLLM",
+    "CrossEncoderVerifier",
     "MemoryBackend",
     "SQLiteBackend",
     "WarmupEntry",

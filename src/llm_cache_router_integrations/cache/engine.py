@@ -49,7 +49,11 @@ class EmbeddingEncoder(Protocol):
 
 
 class Verifier(Protocol):
-    """What the engine needs from the guard (see :mod:`.guard`)."""
+    """What the engine needs from the guard (see :mod:`.guard`).
+
+    A verifier may also define ``async averify(query, candidate, similarity)``; the engine then
+    awaits it instead (for model-backed verifiers, see :mod:`.cross_encoder`).
+    """
 
     def verify(self, query: str, candidate: str, similarity: float) -> Any:
         """A verdict with ``ok`` (bool) and ``reason`` (str | None)."""
@@ -265,9 +269,8 @@ class CacheEngine:
                 break
             if candidate.scope != key.scope:  # defence in depth: the backend already filtered
                 continue
-            if (
-                self.guard is not None
-                and not self.guard.verify(key.query, candidate.query, similarity).ok
+            if self.guard is not None and not (
+                await self._verify(key.query, candidate.query, similarity)
             ):
                 rejections += 1
                 continue
@@ -281,6 +284,15 @@ class CacheEngine:
             rejections,
         )
         return hit
+
+    async def _verify(self, query: str, candidate: str, similarity: float) -> bool:
+        """The guard's decision; a verifier with ``averify`` (a model) is awaited off the loop."""
+        averify = getattr(self.guard, "averify", None)
+        if averify is not None:
+            verdict = await averify(query, candidate, similarity)
+        else:
+            verdict = self.guard.verify(query, candidate, similarity)  # type: ignore[union-attr]
+        return bool(verdict.ok)
 
     async def store(
         self,
