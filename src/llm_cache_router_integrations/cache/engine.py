@@ -249,6 +249,27 @@ class CacheEngine:
             self.stats.hit(hit.entry.cost_usd, hit.kind)
         return hit
 
+    def lookup_exact_nowait(
+        self, request: ChatRequest, *, namespace: str | None = None
+    ) -> CacheHit | None:
+        """An exact hit without awaiting, when the backend can answer without I/O (in memory).
+
+        ``None`` means "not known here" (no such entry, or a backend that needs I/O): the caller
+        then runs :meth:`lookup`, which counts the miss; a hit is counted here.
+        """
+        get_nowait = getattr(self.backend, "get_nowait", None)
+        if get_nowait is None:
+            return None
+        key = self.key(request, namespace)
+        try:
+            entry = get_nowait(key.exact)
+        except Exception:  # the full lookup will log and count it
+            return None
+        if entry is None or entry.scope != key.scope:
+            return None
+        self.stats.hit(entry.cost_usd, "exact")
+        return CacheHit(entry=entry, kind="exact", similarity=1.0)
+
     async def _lookup(self, request: ChatRequest, key: CacheKey) -> CacheHit | None:
         entry = await self.backend.get(key.exact)
         if entry is not None and entry.scope == key.scope:

@@ -363,6 +363,10 @@ class MemoryBackend:
 
     async def get(self, exact: str) -> CacheEntry | None:
         """See :class:`~.base.CacheBackend`."""
+        return self.get_nowait(exact)
+
+    def get_nowait(self, exact: str) -> CacheEntry | None:
+        """:meth:`get` without awaiting (no I/O): the sync twins' exact-hit fast path."""
         with self._lock:
             slot = self._entries.get(exact)
             if slot is None:

@@ -6,8 +6,9 @@ short sequence costs more in synchronisation than it saves, while competing with
 and the rest of the process for the same cores (two torch threads under load measured 8x slower
 than one). Throughput comes from batching instead: concurrent requests queue up while the single
 worker encodes, and the worker encodes everything pending as one batch (up to ``max_batch``
-texts, waiting at most ``batch_wait_ms`` for more once it is idle). Model loading, warm-up and
-inference all happen on that worker, never on an event loop.
+texts; when a burst is under way, waiting at most ``batch_wait_ms`` for the rest of it, while a
+lone request is encoded at once). Model loading, warm-up and inference all happen on that
+worker, never on an event loop.
 """
 
 from __future__ import annotations
@@ -103,7 +104,8 @@ class SentenceEncoder:
         threads: torch intra-op threads, set with ``torch.set_num_threads`` when the model loads
             (process-wide); 1 by default (see the module docstring); ``None`` leaves torch alone.
         max_batch: the most texts one model call encodes when merging requests.
-        batch_wait_ms: how long the idle worker waits for more requests before encoding.
+        batch_wait_ms: how long the worker waits for more requests before encoding, when others
+            are already queued (a lone request never waits).
         lru_size: how many recent ``text -> vector`` pairs to keep (0 disables the LRU).
 
     The model loads lazily on the worker thread (``await encoder.load()`` does it up front) and
@@ -318,7 +320,10 @@ class SentenceEncoder:
             if first is None:
                 return
             batch, size, stop = [first], len(first.texts), False
-            deadline = time.monotonic() + self._batch_wait
+            # A lone request is encoded at once; when others are already queued (a burst), wait a
+            # little for the rest of the burst so it goes out as one batch.
+            wait = self._batch_wait if not self._queue.empty() else 0.0
+            deadline = time.monotonic() + wait
             while size < self._max_batch:
                 remaining = deadline - time.monotonic()
                 try:
