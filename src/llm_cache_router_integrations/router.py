@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
@@ -26,7 +27,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ._sync import iterate_sync, run_sync
 from .cache import CacheConfig, CacheControl, CacheEngine, CacheHit
@@ -72,6 +73,11 @@ __all__ = ["ENV_PROVIDERS", "LLMRouter", "PriorityRoute"]
 
 logger = logging.getLogger("llm_cache_router_integrations.router")
 
+MAX_ADHOC_DEPLOYMENTS = 256
+"""Unconfigured deployments (models a caller named that no provider lists) kept with their figures;
+beyond it the least recently used idle ones are forgotten, so arbitrary model names cannot grow
+the router without bound."""
+
 DEFAULT_OUTPUT_RESERVE = 4096
 """Output tokens reserved in the budget when a request sets no ``max_tokens`` and the model's
 maximum output is unknown."""
@@ -97,6 +103,41 @@ def _describe_validation(error: ValidationError) -> str:
         where = ".".join(str(p) for p in item["loc"]) or "request"
         parts.append(f"{where}: {item['msg']}")
     return "invalid request: " + "; ".join(parts)
+
+
+def _wire_problem(value: Any) -> tuple[list[str], str] | None:
+    """What a JSON body cannot carry in ``value`` (lone surrogate, NaN/inf, an object), if any:
+    ``(path, reason)`` with the path innermost first. Walks models in place (no copy)."""
+    if value is None or isinstance(value, bool | int):
+        return None
+    if isinstance(value, str):
+        if value.isascii():
+            return None
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return [], "text must be valid Unicode (it holds a lone surrogate)"
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else ([], f"{value} is not a valid JSON number")
+    items: Any
+    if isinstance(value, BaseModel):
+        items = value.__dict__.items()
+    elif isinstance(value, dict):
+        items = value.items()
+        for key in value:
+            if not isinstance(key, str | int) or (isinstance(key, str) and _wire_problem(key)):
+                return [], "keys must be strings (valid Unicode)"
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    else:
+        return [], f"a {type(value).__name__} is not JSON data"
+    for key, item in items:
+        found = _wire_problem(item)
+        if found is not None:
+            found[0].append(str(key))
+            return found
+    return None
 
 
 def _health_failure(error: ProviderError) -> bool:
@@ -194,6 +235,7 @@ class LLMRouter:
         self.default_model = default_model
         self.limits_store = limits_store
         self._deployments: dict[str, Deployment] = {}
+        self._adhoc: dict[str, None] = {}  # unconfigured deployments callers named, LRU order
         self.fallback_chain = [self._parse_key(k).key for k in fallback_chain or ()]
         self.model_groups = {
             alias: [self._parse_key(k).key for k in keys]
@@ -306,13 +348,38 @@ class LLMRouter:
             return [self._parse_key(k) for k in self.model_groups[model]]
         provider, sep, rest = model.partition("/")
         if sep and provider in self.providers:
-            return [self._deployment(provider, rest)]
+            return [self._adhoc_deployment(provider, rest)]
         found = [self._deployment(n, model) for n, p in self.providers.items() if model in p.models]
         if found:
             return found
         if len(self.providers) == 1 and not self.fallback_chain:
-            return [self._deployment(next(iter(self.providers)), model)]
+            return [self._adhoc_deployment(next(iter(self.providers)), model)]
         return []
+
+    def _adhoc_deployment(self, provider: str, model: str) -> Deployment:
+        """The deployment of a model a caller named that the configuration does not list.
+
+        Callers may name any model, so such deployments are kept in a bounded LRU: beyond
+        :data:`MAX_ADHOC_DEPLOYMENTS`, the least recently used idle ones are forgotten (with their
+        figures). Configured deployments are never dropped.
+        """
+        key = f"{provider}/{model}"
+        configured = key in self._deployments and key not in self._adhoc
+        deployment = self._deployment(provider, model)
+        if configured or model in self.providers[provider].models or key in self._settings:
+            return deployment
+        self._adhoc.pop(key, None)
+        self._adhoc[key] = None  # most recently used last
+        excess = len(self._adhoc) - MAX_ADHOC_DEPLOYMENTS
+        for old in list(self._adhoc)[:-1] if excess > 0 else ():
+            victim = self._deployments.get(old)
+            if victim is None or not (victim.gate.active or victim.gate.queued):
+                del self._adhoc[old]
+                self._deployments.pop(old, None)
+                excess -= 1
+                if excess <= 0:
+                    break
+        return deployment
 
     def candidates(
         self,
@@ -384,16 +451,32 @@ class LLMRouter:
         """Validate a call's arguments into a :class:`ChatRequest` (unknown keywords go to ``extra``)."""
         if isinstance(messages, str):
             messages = [{"role": "user", "content": messages}]
+        elif isinstance(messages, Mapping) or not isinstance(messages, Sequence):
+            raise InvalidRequestError(
+                f"invalid request: messages: expected a string or a list of messages, "
+                f"got {type(messages).__name__}"
+            )
         known = set(ChatRequest.model_fields) - {"model", "messages", "extra"}
         body: dict[str, Any] = {k: v for k, v in params.items() if k in known and v is not None}
         extra = dict(params.get("extra") or {})
         extra.update({k: v for k, v in params.items() if k not in known and k != "extra"})
         try:
-            return ChatRequest.model_validate(
+            request = ChatRequest.model_validate(
                 {"model": model, "messages": list(messages), **body, "extra": extra}
             )
         except ValidationError as exc:
             raise InvalidRequestError(_describe_validation(exc)) from None
+        # Validated fields may still hold what no JSON body can carry (a lone surrogate in a
+        # text, NaN in ``extra`` or a tool schema): refuse here, before any cache key or HTTP call.
+        for name in request.model_fields_set:
+            try:
+                found = _wire_problem(getattr(request, name))
+            except RecursionError:
+                found = [], "nested too deeply"
+            if found is not None:
+                where = ".".join([name, *reversed(found[0])])
+                raise InvalidRequestError(f"invalid request: {where}: {found[1]}")
+        return request
 
     def _prepare(
         self, messages: Any, model: str | None, prio: Priority, stream: bool, params: dict[str, Any]
@@ -613,6 +696,10 @@ class LLMRouter:
         skipped: list[tuple[str, str]] = []
         route: list[str] = []
         for deployment in candidates:
+            if deadline is not None and time.monotonic() >= deadline:
+                # Never called: no reservation, and no failure charged to its breaker or stats.
+                skipped.append((deployment.key, "the call's deadline passed"))
+                continue
             admitted = await self._admit(deployment, request, input_tokens, prio, deadline)
             if isinstance(admitted, str):
                 skipped.append((deployment.key, admitted))
@@ -707,6 +794,10 @@ class LLMRouter:
         skipped: list[tuple[str, str]] = []
         route: list[str] = []
         for deployment in candidates:
+            if deadline is not None and time.monotonic() >= deadline:
+                # Never called: no reservation, and no failure charged to its breaker or stats.
+                skipped.append((deployment.key, "the call's deadline passed"))
+                continue
             admitted = await self._admit(deployment, request, input_tokens, prio, deadline)
             if isinstance(admitted, str):
                 skipped.append((deployment.key, admitted))
@@ -728,10 +819,13 @@ class LLMRouter:
                     except ProviderError as exc:
                         await _aclose(agen)
                         self._after_failure(deployment, exc)
-                        if not self._retry_same(deployment, exc, attempt):
+                        delay = self.retry.delay(exc, attempt)
+                        if not self._retry_same(deployment, exc, attempt) or (
+                            deadline is not None and time.monotonic() + delay >= deadline
+                        ):  # as in _complete: never wait past the call's deadline, fall back
                             errors.append(exc)
                             break
-                        await asyncio.sleep(self.retry.delay(exc, attempt))
+                        await asyncio.sleep(delay)
                         continue
                     deployment.stats.record_ttft((time.perf_counter() - started) * 1000.0)
                     chunk: StreamChunk | None = first
@@ -833,7 +927,44 @@ class LLMRouter:
         **kwargs: Any,
     ) -> LLMResponse:
         """Blocking twin of :meth:`complete`; works inside a running event loop (Jupyter) too."""
+        hit = self._exact_hit_nowait(messages, model, **kwargs)
+        if hit is not None:
+            return hit
         return run_sync(self.complete(messages, model, **kwargs))
+
+    def _exact_hit_nowait(
+        self,
+        messages: Any,
+        model: str | None,
+        *,
+        priority: Priority | str | int | None = None,
+        cache_control: CacheControl = "default",
+        namespace: str | None = None,
+        timeout: float | None = None,
+        **params: Any,
+    ) -> LLMResponse | None:
+        """An exact cache hit answered on the calling thread, when the cache needs no I/O.
+
+        The sync twins otherwise hand every call to the portal loop (a thread hop); an exact hit
+        of the in-memory cache needs neither. ``None``: take the normal path, which also raises
+        any error (nothing is counted here unless it is a hit).
+        """
+        cache = self.cache
+        if cache is None or cache_control != "default":
+            return None
+        try:
+            prio = Priority.parse(priority)
+            request = self.build_request(messages, self.model_name(model), **params)
+        except LLMRouterError:
+            return None
+        if not cache.accepts(request):
+            return None
+        hit = cache.lookup_exact_nowait(request, namespace=namespace)
+        if hit is None:
+            return None
+        self._stats.request(prio)
+        self._stats.cache_hit(hit.entry.cost_usd)
+        return self._hit_response(hit)
 
     def stream_sync(
         self,

@@ -73,3 +73,41 @@ async def test_warmup_counts_and_skips(sentence_encoder: Any) -> None:
         hit = await router.complete("What are your hours of opening?")
         assert hit.cache_hit and hit.content == "9 to 5, Monday to Friday."
         await router.aclose()
+
+
+def test_sync_exact_hit_is_answered_without_the_portal_loop(sentence_encoder: Any) -> None:
+    import threading
+    import time
+
+    from llm_cache_router_integrations import _sync
+
+    with OpenAIServer() as server:
+        router = make_router(server, sentence_encoder)
+        first = router.complete_sync("What is the capital of France?", temperature=0)
+        assert not first.cache_hit and len(server.requests) == 1
+        # Keep the portal loop busy: a hit that needed it would wait for the sleep to end.
+        release = threading.Event()
+
+        async def occupy() -> None:
+            release.wait(5)
+
+        import asyncio
+
+        busy = asyncio.run_coroutine_threadsafe(occupy(), _sync._portal())
+        try:
+            started = time.perf_counter()
+            again = router.complete_sync("What is the capital of France?", temperature=0)
+            elapsed = time.perf_counter() - started
+        finally:
+            release.set()
+            busy.result(5)
+        assert again.cache_hit and again.content == first.content and again.cost_usd == 0.0
+        assert elapsed < 1.0 and len(server.requests) == 1
+        # a paraphrase is not an exact hit: it takes the normal (portal) path and still hits
+        para = router.complete_sync("What's the capital of France?", temperature=0)
+        assert para.cache_hit and len(server.requests) == 1
+        stats = router.stats()
+        assert stats["requests"] == 3 and stats["cache"]["hits"] == 2
+        assert stats["cache"]["exact_hits"] == 1 and stats["cache"]["misses"] == 1
+        print(f"sync exact hit with the portal loop blocked: {elapsed * 1000:.2f} ms")
+        router.close()

@@ -456,3 +456,10 @@ def test_from_env(monkeypatch: pytest.MonkeyPatch, servers: list[OpenAIServer]) 
     assert router.complete_sync("from the environment").provider_used == "openai"
     assert "sk-env" not in repr(router) and "sk-env" not in repr(router.providers["openai"])
     router.close()
+
+
+@pytest.mark.parametrize("bad", ["bogus", 99, 1.5, None.__class__])
+def test_an_unknown_priority_is_a_typed_error_naming_the_choices(bad: object) -> None:
+    with pytest.raises(InvalidRequestError, match=r"priority.*critical.*low"):
+        Priority.parse(bad)  # type: ignore[arg-type]
+    assert Priority.parse(" High ") is Priority.HIGH and Priority.parse(3) is Priority.LOW

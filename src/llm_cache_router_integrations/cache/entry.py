@@ -23,9 +23,11 @@ class CacheEntry(BaseModel):
     query: str
     namespace: str = "default"
     response: LLMResponse
-    cost_usd: float = Field(default=0.0, ge=0)
-    created_at: float = Field(default_factory=time.time)
-    expires_at: float | None = None
+    # Finite only: a stored ``1e999`` or ``NaN`` (crafted or corrupt) must not become an infinite
+    # saving or an entry that never expires; such an entry fails validation (a miss).
+    cost_usd: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    created_at: float = Field(default_factory=time.time, allow_inf_nan=False)
+    expires_at: float | None = Field(default=None, allow_inf_nan=False)
 
     def expired(self, now: float | None = None) -> bool:
         """Whether the entry's TTL has passed."""

@@ -54,7 +54,9 @@ def last_user_index(messages: list[Message]) -> int:
 
 def _digest(value: Any) -> str:
     encoded = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(encoded.encode()).hexdigest()
+    # "surrogatepass": a text holding a lone surrogate (valid in a Python str, not in UTF-8)
+    # still gets a stable key instead of failing the lookup outside the engine's error handling.
+    return hashlib.sha256(encoded.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ __all__ = ["ModelPrice", "PricingTable", "default_pricing"]
 
 logger = logging.getLogger(__name__)
 
+_MAX_WARNED = 1024  # unknown model names remembered (each warned about once)
 _DATE_SUFFIX = re.compile(r"(-\d{4}-\d{2}-\d{2}|-\d{8}|@\d{8}|-latest|-preview(-\d{2}-\d{4})?)$")
 
 
@@ -139,7 +140,8 @@ class PricingTable:
         if found is not None:
             return found
         with self._lock:
-            if model not in self._warned:
+            # Bounded: model names come from callers; past the bound unknown models go unreported.
+            if model not in self._warned and len(self._warned) < _MAX_WARNED:
                 self._warned.add(model)
                 logger.warning(
                     "no price known for model %r: counting it as free; add it with "

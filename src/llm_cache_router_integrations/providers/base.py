@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import functools
 import json
 import os
+import ssl
 import time
 import weakref
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
@@ -49,6 +51,17 @@ class WireRequest:
     headers: dict[str, str] = field(default_factory=dict)
     method: str = "POST"
     params: dict[str, str] = field(default_factory=dict)
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """One TLS context for every client (building one loads the CA bundle: ~15-40 ms each)."""
+    return httpx.create_ssl_context()
+
+
+def _header_safe(text: str) -> bool:
+    """Whether ``text`` can travel in an HTTP header (printable ASCII, spaces allowed)."""
+    return text.isascii() and text.isprintable()
 
 
 class StreamHandler(abc.ABC):
@@ -140,10 +153,27 @@ class BaseProvider(abc.ABC):
         try:
             self.config = ProviderConfig.model_validate(settings)
         except ValidationError as exc:
+            # Field and reason only: pydantic's own text echoes the input, which may be a key.
+            details = "; ".join(
+                f"{'.'.join(str(p) for p in error['loc']) or 'config'}: {error['msg']}"
+                for error in exc.errors(include_input=False)[:5]
+            )
             raise ConfigurationError(
-                f"invalid configuration for provider {self.name!r}: {exc}"
+                f"invalid configuration for provider {self.name!r}: {details}"
             ) from None
         self._api_key = self._resolve_api_key()
+        if self._api_key is not None and not _header_safe(self._api_key):
+            # Never echo the key: it is a secret even when malformed.
+            raise ConfigurationError(
+                f"provider {self.name!r}: the API key must be printable ASCII (look for a stray "
+                "newline, space or non-ASCII character)"
+            )
+        for header, value in self.config.headers.items():
+            if not (_header_safe(header) and _header_safe(value)):
+                raise ConfigurationError(
+                    f"invalid configuration for provider {self.name!r}: headers: names and values "
+                    f"must be printable ASCII (see header {header.encode('ascii', 'replace')!r})"
+                )
         self.base_url = self._resolve_base_url()
         self._transport = transport
         self._sync_transport = sync_transport
@@ -258,7 +288,10 @@ class BaseProvider(abc.ABC):
         client = self._async_clients.get(loop)
         if client is None or client.is_closed:
             client = httpx.AsyncClient(
-                timeout=self._timeout(None), limits=self._limits(), transport=self._transport
+                timeout=self._timeout(None),
+                limits=self._limits(),
+                transport=self._transport,
+                verify=_ssl_context(),
             )
             self._async_clients[loop] = client
         return client
@@ -266,7 +299,10 @@ class BaseProvider(abc.ABC):
     def _client(self) -> httpx.Client:
         if self._sync_client is None or self._sync_client.is_closed:
             self._sync_client = httpx.Client(
-                timeout=self._timeout(None), limits=self._limits(), transport=self._sync_transport
+                timeout=self._timeout(None),
+                limits=self._limits(),
+                transport=self._sync_transport,
+                verify=_ssl_context(),
             )
         return self._sync_client
 
@@ -277,6 +313,10 @@ class BaseProvider(abc.ABC):
         except httpx.TimeoutException as exc:
             raise ProviderTimeoutError(
                 f"timed out ({type(exc).__name__})", provider=self.name
+            ) from None
+        except httpx.DecodingError as exc:  # e.g. "Content-Encoding: gzip" on bytes that are not
+            raise ProviderResponseError(
+                self.redact(f"undecodable response body: {exc}"), provider=self.name
             ) from None
         except (httpx.TransportError, httpx.StreamError) as exc:
             raise ProviderConnectionError(
@@ -308,7 +348,7 @@ class BaseProvider(abc.ABC):
             response = self.parse_response(data, request)
         except ProviderError:
             raise
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
             raise ProviderResponseError(
                 self.redact(f"unexpected response shape: {type(exc).__name__}: {exc}"),
                 provider=self.name,
@@ -325,7 +365,17 @@ class BaseProvider(abc.ABC):
     ) -> list[StreamChunk]:
         chunks: list[StreamChunk] = []
         for event in events:
-            chunks.extend(handler.handle(event))
+            try:
+                chunks.extend(handler.handle(event))
+            except ProviderError:
+                raise
+            except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+                # A well-formed JSON event of the wrong shape: typed, like a bad JSON answer.
+                provider = handler.provider
+                raise ProviderResponseError(
+                    provider.redact(f"unexpected stream event shape: {type(exc).__name__}: {exc}"),
+                    provider=provider.name,
+                ) from None
         return chunks
 
     def _check_stream_response(self, response: httpx.Response, content: bytes | None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 __all__ = ["ProviderConfig"]
@@ -41,4 +42,11 @@ class ProviderConfig(BaseModel):
         value = value.strip().rstrip("/")
         if not value.startswith(("http://", "https://")):
             raise ValueError("base_url must start with http:// or https://")
+        try:
+            url = httpx.URL(value)
+            port = url.port
+        except (httpx.InvalidURL, UnicodeError, ValueError) as exc:
+            raise ValueError(f"base_url is not a valid URL ({exc})") from None
+        if not url.host or (port is not None and not 0 < port < 65536):
+            raise ValueError("base_url needs a host (and a port between 1 and 65535)")
         return value

@@ -95,8 +95,15 @@ def _text_of(content: Any) -> str | None:
 class OpenAIStreamHandler(StreamHandler):
     """Reads ``chat.completion.chunk`` events until ``[DONE]`` (or a finish reason)."""
 
+    saw_choice: bool = False
+    """Whether any event carried a choice: ``[DONE]`` without one is no answer at all."""
+
     def handle(self, event: SSEEvent) -> list[StreamChunk]:
         if event.data.strip() == "[DONE]":
+            if not self.saw_choice:  # like a JSON answer with an empty ``choices`` list
+                raise ProviderResponseError(
+                    "the stream has no choices", provider=self.provider.name
+                )
             self.done = True
             return []
         data = self.parse_json(event.data)
@@ -115,6 +122,7 @@ class OpenAIStreamHandler(StreamHandler):
         for choice in data.get("choices") or ():
             if choice.get("index", 0) != 0:
                 continue
+            self.saw_choice = True
             delta = choice.get("delta") or {}
             text = _text_of(delta.get("content"))
             if text:

@@ -62,12 +62,24 @@ def create_provider(
     """Build the provider instance ``name``; its type is ``config["type"]`` or the name itself."""
     from .config import ProviderConfig
 
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigurationError(f"a provider name must be a non-empty string, got {name!r}")
     settings: dict[str, Any]
     if isinstance(config, ProviderConfig):
         settings = config.model_dump(exclude_unset=True)
         if config.api_key is not None:
             settings["api_key"] = config.api_key
-    else:
+    elif config is None or isinstance(config, Mapping):
         settings = dict(config or {})
+    else:
+        raise ConfigurationError(
+            f"invalid configuration for provider {name!r}: expected a mapping of its settings "
+            f"(or a ProviderConfig), got {type(config).__name__}"
+        )
     type_name = settings.get("type") or name
+    if not isinstance(type_name, str):
+        raise ConfigurationError(
+            f"invalid configuration for provider {name!r}: type must be a string naming a "
+            f"registered provider type, got {type(type_name).__name__}"
+        )
     return get_provider_class(type_name)(settings, name=name, **kwargs)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from ..errors import InvalidRequestError
+
 __all__ = ["Priority"]
 
 
@@ -20,11 +22,12 @@ class Priority(IntEnum):
         """Accept a member, its name (any case) or its value; ``None`` is ``NORMAL``."""
         if value is None:
             return cls.NORMAL
-        if isinstance(value, str):
-            try:
+        try:
+            if isinstance(value, str):
                 return cls[value.strip().upper()]
-            except KeyError:
-                raise ValueError(
-                    f"unknown priority {value!r}; use one of {[p.name for p in cls]}"
-                ) from None
-        return cls(value)
+            return cls(value)
+        except (KeyError, ValueError, TypeError):
+            raise InvalidRequestError(
+                f"invalid request: priority: unknown priority {value!r}; use one of "
+                f"{[p.name.lower() for p in cls]} or their values {[int(p) for p in cls]}"
+            ) from None
