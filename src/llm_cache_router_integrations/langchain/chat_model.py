@@ -286,6 +286,7 @@ class ChatRouter(BaseChatModel):
     """Whether ``invoke`` streams under the hood (callbacks then see every token)."""
 
     _router: LLMRouter | None = PrivateAttr(default=None)
+    _signature: tuple[LLMRouter, dict[str, Any]] | None = PrivateAttr(default=None)
 
     # ------------------------------------------------------------------ construction
     @model_validator(mode="before")
@@ -432,6 +433,13 @@ class ChatRouter(BaseChatModel):
         router = self._resolved_router()
         if router is None:
             return "from_env (not configured)"
+        # A router's set-up is fixed once built: describe it once (this runs on every call).
+        if self._signature is None or self._signature[0] is not router:
+            self._signature = (router, self._describe(router))
+        return self._signature[1]
+
+    @staticmethod
+    def _describe(router: LLMRouter) -> dict[str, Any]:
         return {
             "providers": [
                 {
