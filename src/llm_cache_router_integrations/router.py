@@ -590,6 +590,12 @@ class LLMRouter:
             timeout = min(timeout, remaining)
         return timeout
 
+    def _charge_partial(self, deployment: Deployment, cost: float) -> None:
+        """Count what an interrupted stream cost in the stats, as the budget does."""
+        if cost > 0:
+            self._stats.charge(cost)
+            deployment.stats.record_cost(cost)
+
     async def _after_success(
         self,
         deployment: Deployment,
@@ -858,6 +864,7 @@ class LLMRouter:
                             estimated, count_tokens(accumulator.content, deployment.model)
                         )
                         await self.budget.settle(reservation, partial_cost)
+                        self._charge_partial(deployment, partial_cost)
                         settled = True
                         raise StreamInterruptedError(
                             f"the stream from {deployment.key} failed after it had started: {exc}",
@@ -879,6 +886,7 @@ class LLMRouter:
                         estimated, estimated + partial if started_output else 0
                     )
                     await self.budget.settle(reservation, cost)
+                    self._charge_partial(deployment, cost)
         raise self._final_error(request.model, errors, skipped)
 
     async def _next(

@@ -35,9 +35,14 @@ class RouterStats:
 
     def success(self, cost_usd: float) -> None:
         """A request was answered by a provider at ``cost_usd``."""
-        now = datetime.now(UTC)
         with self._lock:
             self.successes += 1
+        self.charge(cost_usd)
+
+    def charge(self, cost_usd: float) -> None:
+        """Spend ``cost_usd`` (a success's, or what an interrupted stream had generated)."""
+        now = datetime.now(UTC)
+        with self._lock:
             self.total_cost_usd += cost_usd
             day, month = f"{now:%Y-%m-%d}", f"{now:%Y-%m}"
             self._daily = {day: self._daily.get(day, 0.0) + cost_usd}

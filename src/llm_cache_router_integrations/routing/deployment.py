@@ -75,6 +75,11 @@ class DeploymentStats:
             self.latency_ema_ms = self._ema(self.latency_ema_ms, latency_ms)
             self._latencies.append(latency_ms)
 
+    def record_cost(self, cost: float) -> None:
+        """Spend without an answer: what an interrupted stream had generated."""
+        with self._lock:
+            self.cost_usd += cost
+
     def record_ttft(self, ttft_ms: float) -> None:
         """Time to the first streamed chunk."""
         with self._lock:
