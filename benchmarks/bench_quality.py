@@ -63,6 +63,8 @@ DEFAULT_SHARED = ROOT.parent / "shared" / "datasets"
 DEFAULT_THRESHOLD = 0.80
 """The recommended ``CacheConfig.threshold`` when the guard is on (see docs/cache-guard.md)."""
 BASELINES = (0.80, 0.85, 0.90, 0.92, 0.95)
+VERIFIER = "guard"
+"""What "ours" verifies with, in the printed tables (``--cross-encoder`` changes it)."""
 CATEGORIES = (
     "paraphrase",
     "number",
@@ -329,7 +331,7 @@ def print_pair_table(title: str, report: dict[str, Any]) -> None:
     print("|---|---:|---:|---:|---:|")
     ours = report["ours"]
     print(
-        f"| **ours: cosine >= {ours['threshold']:.2f} + guard** | **{ours['precision']:.3f}** "
+        f"| **ours: cosine >= {ours['threshold']:.2f} + {VERIFIER}** | **{ours['precision']:.3f}** "
         f"| **{ours['recall']:.3f}** | {ours['hits']} | {ours['fp']} |"
     )
     for t, r in report["baselines"].items():
@@ -367,7 +369,7 @@ def print_gptcache_table(report: dict[str, Any]) -> None:
         )
 
     ours = report["ours"]
-    row(f"**ours: cosine >= {ours['threshold']:.2f} + guard, top-1**", ours)
+    row(f"**ours: cosine >= {ours['threshold']:.2f} + {VERIFIER}, top-1**", ours)
     engine = report["ours_engine"]
     row(f"ours as CacheEngine does it (first accepted of top_k={engine['top_k']})", engine)
     for t, r in report["baselines"].items():
@@ -419,6 +421,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "results/quality_cross_encoder.json unless --out is given)",
     )
     parser.add_argument("--min-probability", type=float, default=0.5)
+    parser.add_argument(
+        "--cross-encoder-alone",
+        action="store_true",
+        help="with --cross-encoder: no rule checks before the model",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -427,7 +434,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     guard: Any = rules
     out = args.out or HERE / "results" / "quality.json"
     if args.cross_encoder:
-        guard = CrossEncoderVerifier(args.cross_encoder, min_probability=args.min_probability)
+        guard = CrossEncoderVerifier(
+            args.cross_encoder,
+            min_probability=args.min_probability,
+            guard=not args.cross_encoder_alone,
+        )
+        global VERIFIER
+        rules_first = "" if args.cross_encoder_alone else "rules + "
+        VERIFIER = f"{rules_first}cross-encoder >= {args.min_probability}"
         out = args.out or HERE / "results" / "quality_cross_encoder.json"
     wanted = {name.strip() for name in args.datasets.split(",") if name.strip()}
     results: dict[str, Any] = {
@@ -438,6 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         and {
             "model": args.cross_encoder,
             "min_probability": args.min_probability,
+            "rules_first": not args.cross_encoder_alone,
         },
         "python": platform.python_version(),
     }
