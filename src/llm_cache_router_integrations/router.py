@@ -78,9 +78,6 @@ MAX_ADHOC_DEPLOYMENTS = 256
 beyond it the least recently used idle ones are forgotten, so arbitrary model names cannot grow
 the router without bound."""
 
-DEFAULT_OUTPUT_RESERVE = 4096
-"""Output tokens reserved in the budget when a request sets no ``max_tokens`` and the model's
-maximum output is unknown."""
 
 ENV_PROVIDERS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("openai", ("OPENAI_API_KEY",), ("gpt-4o-mini",)),
@@ -434,10 +431,7 @@ class LLMRouter:
         input_tokens = count_message_tokens(request.messages, name, request.tools)
         return max(
             (
-                d.price.estimate(
-                    input_tokens,
-                    request.max_tokens or d.price.max_output_tokens or DEFAULT_OUTPUT_RESERVE,
-                )
+                d.price.worst_case(input_tokens, request.max_tokens)
                 for d in self.candidates(name, Priority.parse(priority), apply_strategy=False)
             ),
             default=0.0,
@@ -541,11 +535,11 @@ class LLMRouter:
 
         Raises :class:`BudgetExceededError` when the call could overspend.
         """
+        if deadline is not None and time.monotonic() >= deadline:
+            # Never called: no reservation, and no failure charged to its breaker or stats.
+            return "the call's deadline passed"
         if not deployment.breaker.allow():
             return "circuit open"
-        output_tokens = (
-            request.max_tokens or deployment.price.max_output_tokens or DEFAULT_OUTPUT_RESERVE
-        )
         window = deployment.price.context_window
         if window is not None and input_tokens + (request.max_tokens or 0) > window:
             deployment.breaker.release_probe()
@@ -564,7 +558,7 @@ class LLMRouter:
                 await asyncio.sleep(wait)
         try:
             reservation = await self.budget.reserve(
-                deployment.price.estimate(input_tokens, output_tokens)
+                deployment.price.worst_case(input_tokens, request.max_tokens)
             )
         except Exception:
             deployment.breaker.release_probe()
@@ -613,12 +607,24 @@ class LLMRouter:
         )
         self._stats.success(cost)
 
-    def _retry_same(self, deployment: Deployment, error: ProviderError, attempt: int) -> bool:
-        """Retry this deployment only for retryable errors while its circuit stays closed."""
-        return (
+    def _retry_delay(
+        self, deployment: Deployment, error: ProviderError, attempt: int, deadline: float | None
+    ) -> float | None:
+        """Record a failed attempt; the wait before retrying ``deployment``, or ``None`` to move on.
+
+        Retry only retryable errors while the circuit stays closed, and never wait past the call's
+        deadline (the next candidate gets the time instead).
+        """
+        self._after_failure(deployment, error)
+        if not (
             self.retry.should_retry(error, attempt)
             and deployment.breaker.state is CircuitState.CLOSED
-        )
+        ):
+            return None
+        delay = self.retry.delay(error, attempt)
+        if deadline is not None and time.monotonic() + delay >= deadline:
+            return None
+        return delay
 
     def _after_failure(self, deployment: Deployment, error: ProviderError) -> None:
         deployment.stats.record_failure()
@@ -702,10 +708,6 @@ class LLMRouter:
         skipped: list[tuple[str, str]] = []
         route: list[str] = []
         for deployment in candidates:
-            if deadline is not None and time.monotonic() >= deadline:
-                # Never called: no reservation, and no failure charged to its breaker or stats.
-                skipped.append((deployment.key, "the call's deadline passed"))
-                continue
             admitted = await self._admit(deployment, request, input_tokens, prio, deadline)
             if isinstance(admitted, str):
                 skipped.append((deployment.key, admitted))
@@ -729,14 +731,11 @@ class LLMRouter:
                                 provider=deployment.provider.name,
                             ) from None
                     except ProviderError as exc:
-                        self._after_failure(deployment, exc)
-                        if not self._retry_same(deployment, exc, attempt) or (
-                            deadline is not None
-                            and time.monotonic() + self.retry.delay(exc, attempt) >= deadline
-                        ):
+                        delay = self._retry_delay(deployment, exc, attempt, deadline)
+                        if delay is None:
                             errors.append(exc)
                             break
-                        await asyncio.sleep(self.retry.delay(exc, attempt))
+                        await asyncio.sleep(delay)
                         continue
                     response.route = list(route)
                     await self._after_success(deployment, reservation, estimated, response)
@@ -800,10 +799,6 @@ class LLMRouter:
         skipped: list[tuple[str, str]] = []
         route: list[str] = []
         for deployment in candidates:
-            if deadline is not None and time.monotonic() >= deadline:
-                # Never called: no reservation, and no failure charged to its breaker or stats.
-                skipped.append((deployment.key, "the call's deadline passed"))
-                continue
             admitted = await self._admit(deployment, request, input_tokens, prio, deadline)
             if isinstance(admitted, str):
                 skipped.append((deployment.key, admitted))
@@ -824,11 +819,8 @@ class LLMRouter:
                         first = await self._next(agen, deployment, deadline)
                     except ProviderError as exc:
                         await _aclose(agen)
-                        self._after_failure(deployment, exc)
-                        delay = self.retry.delay(exc, attempt)
-                        if not self._retry_same(deployment, exc, attempt) or (
-                            deadline is not None and time.monotonic() + delay >= deadline
-                        ):  # as in _complete: never wait past the call's deadline, fall back
+                        delay = self._retry_delay(deployment, exc, attempt, deadline)
+                        if delay is None:
                             errors.append(exc)
                             break
                         await asyncio.sleep(delay)

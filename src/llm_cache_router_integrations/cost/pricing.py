@@ -19,9 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..types import Usage
 
-__all__ = ["ModelPrice", "PricingTable", "default_pricing"]
+__all__ = ["DEFAULT_OUTPUT_RESERVE", "ModelPrice", "PricingTable", "default_pricing"]
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_OUTPUT_RESERVE = 4096
+"""Output tokens a worst-case estimate assumes when a call sets no ``max_tokens`` and the model's
+maximum output is unknown."""
 
 _MAX_WARNED = 1024  # unknown model names remembered (each warned about once)
 _DATE_SUFFIX = re.compile(r"(-\d{4}-\d{2}-\d{2}|-\d{8}|@\d{8}|-latest|-preview(-\d{2}-\d{4})?)$")
@@ -54,6 +58,12 @@ class ModelPrice(BaseModel):
     def estimate(self, input_tokens: int, output_tokens: int) -> float:
         """USD for the given token counts at full price."""
         return (input_tokens * self.input + output_tokens * self.output) / 1_000_000
+
+    def worst_case(self, input_tokens: int, max_tokens: int | None = None) -> float:
+        """USD if the answer is as long as it may be: ``max_tokens``, else the model's maximum
+        output, else :data:`DEFAULT_OUTPUT_RESERVE` tokens (what budgets reserve before a call)."""
+        output = max_tokens or self.max_output_tokens or DEFAULT_OUTPUT_RESERVE
+        return self.estimate(input_tokens, output)
 
 
 FREE = ModelPrice()

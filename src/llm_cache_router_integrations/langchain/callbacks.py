@@ -42,7 +42,6 @@ from .._sync import run_sync
 from ..cost.budget import Budget, BudgetManager, BudgetStore, Reservation
 from ..cost.pricing import PricingTable, default_pricing
 from ..cost.tokens import count_message_tokens, count_tokens
-from ..router import DEFAULT_OUTPUT_RESERVE
 from ..types import ToolDefinition, Usage
 from .messages import from_langchain, to_usage
 
@@ -364,9 +363,7 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         self._runs: dict[UUID, _Run] = {}
 
     def _worst_case(self, run: _Run) -> float:
-        price = self.pricing.price(run.model)
-        output = run.max_tokens or price.max_output_tokens or DEFAULT_OUTPUT_RESERVE
-        return price.estimate(run.prompt_tokens, output)
+        return self.pricing.price(run.model).worst_case(run.prompt_tokens, run.max_tokens)
 
     def _reserve(self, run_id: UUID, run: _Run) -> None:
         run.reservation = run_sync(self.manager.reserve(self._worst_case(run)))

@@ -42,7 +42,7 @@ from ..cost.budget import Budget, BudgetManager, BudgetStore, Reservation
 from ..cost.pricing import PricingTable, default_pricing
 from ..cost.tokens import count_message_tokens
 from ..errors import LLMRouterError
-from ..router import DEFAULT_OUTPUT_RESERVE, LLMRouter
+from ..router import LLMRouter
 from ..types import Message, ToolDefinition
 from .llm import RouterLLM
 from .messages import to_router_messages
@@ -327,12 +327,7 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         input_tokens = count_message_tokens(messages, model, definitions or None)
         keys = serialized.get("candidates") or [model]
         prices = [self.pricing.price(str(key)) for key in keys]
-        cost = max(
-            price.estimate(
-                input_tokens, max_tokens or price.max_output_tokens or DEFAULT_OUTPUT_RESERVE
-            )
-            for price in prices
-        )
+        cost = max(price.worst_case(input_tokens, max_tokens) for price in prices)
         return cost, model
 
     def actual_cost(self, payload: dict[str, Any], model: str) -> float:

@@ -15,10 +15,31 @@ import numpy as np
 import numpy.typing as npt
 
 from ..entry import CacheEntry
+from ..errors import VectorDimensionError
 
-__all__ = ["CacheBackend", "Vector"]
+__all__ = ["CacheBackend", "Vector", "unit_vector"]
 
 Vector = npt.NDArray[np.float32]
+
+
+def unit_vector(vector: Vector, dim: int | None) -> Vector:
+    """``vector`` as a contiguous little-endian float32 row of unit length, checked against ``dim``.
+
+    Raises:
+        VectorDimensionError: empty, of another dimension than ``dim``, zero or not finite.
+    """
+    row = np.ascontiguousarray(np.asarray(vector, dtype="<f4").reshape(-1))
+    if row.shape[0] == 0:
+        raise VectorDimensionError("empty vector")
+    if dim is not None and row.shape[0] != dim:
+        raise VectorDimensionError(
+            f"vector has dimension {row.shape[0]}, but this cache uses {dim}"
+        )
+    norm = float(np.linalg.norm(row))
+    if not np.isfinite(norm) or norm == 0.0:
+        raise VectorDimensionError("a vector must be finite and non-zero")
+    unit: Vector = (row / norm).astype("<f4")
+    return unit
 
 
 @runtime_checkable

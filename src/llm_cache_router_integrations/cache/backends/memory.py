@@ -40,7 +40,7 @@ import pydantic_core
 from ...errors import ConfigurationError
 from ..entry import MAX_ENTRY_BYTES, CacheEntry
 from ..errors import VectorDimensionError
-from .base import Vector
+from .base import Vector, unit_vector
 
 __all__ = ["MemoryBackend"]
 
@@ -106,16 +106,8 @@ def _query_of(payload: bytes) -> str | None:
 
 
 def _normalised(vector: Vector, dim: int | None) -> Vector:
-    """``vector`` as a contiguous ``(1, dim)`` float32 row of unit length."""
-    row = np.asarray(vector, dtype=np.float32).reshape(-1)
-    if dim is not None and row.shape[0] != dim:
-        raise VectorDimensionError(f"vector has dimension {row.shape[0]}, the backend stores {dim}")
-    if row.shape[0] == 0:
-        raise VectorDimensionError("empty vector")
-    norm = float(np.linalg.norm(row))
-    if not np.isfinite(norm) or norm == 0.0:
-        raise VectorDimensionError("a vector must be finite and non-zero")
-    return np.ascontiguousarray((row / norm).reshape(1, -1), dtype=np.float32)
+    """``vector`` as a contiguous ``(1, dim)`` float32 row of unit length (FAISS's query shape)."""
+    return unit_vector(vector, dim).reshape(1, -1)
 
 
 class _Partition:

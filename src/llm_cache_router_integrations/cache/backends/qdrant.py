@@ -55,8 +55,8 @@ from qdrant_client import AsyncQdrantClient, models
 
 from ...errors import ConfigurationError
 from ..entry import CacheEntry
-from ..errors import CacheBackendError, VectorDimensionError
-from .base import Vector
+from ..errors import CacheBackendError
+from .base import Vector, unit_vector
 
 __all__ = ["QdrantBackend", "point_id"]
 
@@ -67,22 +67,6 @@ _NAMESPACE = uuid.UUID("6f1c1c55-3c1d-5d55-9a55-6c6c6d636163")
 _PAGE = 256
 _PURGE_INTERVAL = 30.0
 _SAVE_EVERY = 1000
-
-
-def _unit(vector: Vector, dim: int | None) -> Vector:
-    """``vector`` as a contiguous float32 row of unit length, checked against ``dim``."""
-    row = np.ascontiguousarray(np.asarray(vector, dtype="<f4").reshape(-1))
-    if row.shape[0] == 0:
-        raise VectorDimensionError("empty vector")
-    if dim is not None and row.shape[0] != dim:
-        raise VectorDimensionError(
-            f"vector has dimension {row.shape[0]}, but this cache uses {dim}"
-        )
-    norm = float(np.linalg.norm(row))
-    if not np.isfinite(norm) or norm == 0.0:
-        raise VectorDimensionError("a vector must be finite and non-zero")
-    unit: Vector = (row / norm).astype("<f4")
-    return unit
 
 
 def point_id(exact: str) -> str:
@@ -193,7 +177,7 @@ class QdrantBackend:
 
     def _as_vector(self, vector: Vector) -> list[float]:
         """``vector`` at unit length as a list (learning ``dim``)."""
-        array = _unit(vector, self.dim)
+        array = unit_vector(vector, self.dim)
         if self.dim is None:
             self.dim = int(array.shape[0])
         return [float(x) for x in array]

@@ -55,8 +55,8 @@ from redis.exceptions import ResponseError
 
 from ...errors import ConfigurationError
 from ..entry import CacheEntry
-from ..errors import CacheBackendError, VectorDimensionError, VectorSearchUnavailableError
-from .base import Vector
+from ..errors import CacheBackendError, VectorSearchUnavailableError
+from .base import Vector, unit_vector
 
 __all__ = ["RedisBackend", "escape_tag"]
 
@@ -145,22 +145,6 @@ def _index_dim(info: Any) -> int | None:
             with contextlib.suppress(TypeError, ValueError):
                 return int(fields["dim"])
     return None
-
-
-def _unit(vector: Vector, dim: int | None) -> Vector:
-    """``vector`` as a contiguous float32 row of unit length, checked against ``dim``."""
-    row = np.ascontiguousarray(np.asarray(vector, dtype="<f4").reshape(-1))
-    if row.shape[0] == 0:
-        raise VectorDimensionError("empty vector")
-    if dim is not None and row.shape[0] != dim:
-        raise VectorDimensionError(
-            f"vector has dimension {row.shape[0]}, but this cache uses {dim}"
-        )
-    norm = float(np.linalg.norm(row))
-    if not np.isfinite(norm) or norm == 0.0:
-        raise VectorDimensionError("a vector must be finite and non-zero")
-    unit: Vector = (row / norm).astype("<f4")
-    return unit
 
 
 @dataclass(slots=True)
@@ -287,7 +271,7 @@ class RedisBackend:
 
     def _as_vector(self, vector: Vector) -> Vector:
         """``vector`` as contiguous little-endian float32 of unit length (learning ``dim``)."""
-        array = _unit(vector, self.dim)
+        array = unit_vector(vector, self.dim)
         if self.dim is None:
             self.dim = int(array.shape[0])
         return array

@@ -37,8 +37,7 @@ import numpy.typing as npt
 from ...errors import ConfigurationError
 from ..config import DEFAULT_SQLITE_PATH
 from ..entry import CacheEntry
-from .base import Vector
-from .memory import _normalised
+from .base import Vector, unit_vector
 
 __all__ = ["SQLiteBackend"]
 
@@ -430,7 +429,7 @@ class SQLiteBackend:
     async def put(self, entry: CacheEntry, vector: Vector | None = None) -> None:
         """See :class:`~.base.CacheBackend`; a vector of the wrong dimension raises
         :class:`~..errors.VectorDimensionError`."""
-        blob = None if vector is None else _normalised(vector, self.dim).tobytes()
+        blob = None if vector is None else unit_vector(vector, self.dim).tobytes()
         await self._run(self._put, entry, blob)
 
     async def search(
@@ -439,7 +438,7 @@ class SQLiteBackend:
         """See :class:`~.base.CacheBackend`."""
         if k <= 0:
             return []
-        query = _normalised(vector, self.dim)[0]
+        query = unit_vector(vector, self.dim)
         return await self._run(self._search, scope, query, k)
 
     async def delete(self, exact: str) -> bool:
