@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 from _common import CACHE_DIR, DEVSET, SHARED, local_minilm, write_result
-from bench_quality import CATEGORIES, precision_recall
+from bench_quality import CATEGORIES, precision_recall, simulation_figures
 
 _sbert: Any = None
 _vectors: dict[str, np.ndarray] = {}
@@ -236,28 +236,15 @@ def gptcache_report(shared: Path, thresholds: list[float]) -> dict[str, Any]:
         cache = GPTCacheDefault(threshold)
         for i, origin in enumerate(origins):
             cache.put(origin, str(i))
-        positive = negative = twins = 0
+        picks = np.full(len(similars), -1)
         for i, similar in enumerate(similars):
             served = cache.get(similar)
-            if served is None:
-                continue
-            j = int(served)
-            if j == i:
-                positive += 1
-            else:
-                negative += 1
-            twins += origins[j] == origins[i]
+            if served is not None:
+                picks[i] = int(served)
         cache.close()
-        hits = positive + negative
         report["by_threshold"][f"{threshold:.2f}"] = {
-            "threshold": threshold,
+            **simulation_figures(picks, np.arange(len(similars)), origins, threshold),
             "cosine_equivalent": round(1 - 2 * (1 - threshold), 4),
-            "positive": positive,
-            "negative": negative,
-            "miss": len(data) - hits,
-            "precision": positive / hits if hits else 1.0,
-            "recall": positive / len(data),
-            "precision_twins_ok": twins / hits if hits else 1.0,
         }
     return report
 

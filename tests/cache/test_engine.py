@@ -55,6 +55,42 @@ async def test_paraphrase_hits_and_near_misses_do_not(engine: CacheEngine) -> No
     print(f"engine stats: {snapshot}")
 
 
+CARPET = "How do I remove a stain from a carpet?"
+CARPET_CACHED = ("How do I get a stain out of a carpet?", "How can I remove stains from carpet?")
+"""Both cached questions are within 0.02 cosine of ``CARPET`` (0.958 and 0.945) and pass the guard."""
+
+
+async def test_a_query_between_two_different_answers_is_a_miss(sentence_encoder: Any) -> None:
+    engine = CacheEngine(CacheConfig(), encoder=sentence_encoder)
+    for i, cached in enumerate(CARPET_CACHED):
+        await engine.store(ask(cached), answer(f"answer {i}"))
+    assert await engine.lookup(ask(CARPET)) is None
+    snapshot = engine.stats.snapshot()
+    assert snapshot["ambiguous_rejections"] == 2 and snapshot["semantic_hits"] == 0
+    # A clear nearest neighbour is still served: the runner-up is 0.105 further away.
+    await engine.store(ask("How can I extend the battery life of my laptop?"), answer("battery"))
+    await engine.store(ask("How do I make my laptop battery last longer?"), answer("other"))
+    hit = await engine.lookup(ask("How do I extend my laptop battery life?"))
+    assert hit is not None and hit.entry.response.content == "battery"
+
+
+async def test_near_entries_with_the_same_answer_are_not_ambiguous(sentence_encoder: Any) -> None:
+    engine = CacheEngine(CacheConfig(), encoder=sentence_encoder)
+    for cached in CARPET_CACHED:
+        await engine.store(ask(cached), answer("Blot it, then use cold water and dish soap."))
+    hit = await engine.lookup(ask(CARPET))
+    assert hit is not None and hit.entry.query == CARPET_CACHED[0]
+    assert engine.stats.snapshot()["ambiguous_rejections"] == 0
+
+
+async def test_ambiguity_margin_zero_serves_the_nearest(sentence_encoder: Any) -> None:
+    engine = CacheEngine(CacheConfig(ambiguity_margin=0), encoder=sentence_encoder)
+    for i, cached in enumerate(CARPET_CACHED):
+        await engine.store(ask(cached), answer(f"answer {i}"))
+    hit = await engine.lookup(ask(CARPET))
+    assert hit is not None and hit.entry.response.content == "answer 0"
+
+
 async def test_scope_is_a_hard_filter(engine: CacheEngine) -> None:
     await engine.store(ask("Summarise the French revolution", temperature=0), answer("..."))
     same = ask("Summarise the French revolution", temperature=0)

@@ -50,6 +50,15 @@ class CacheConfig(BaseModel):
     top_k: int = Field(
         default=4, ge=1, le=64, description="nearest cached queries checked per lookup"
     )
+    ambiguity_margin: float = Field(
+        default=0.02,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "a semantic hit must be nearer than every other cached query with a different answer "
+            "by this much cosine (0: off); needs top_k >= 2"
+        ),
+    )
     url: str | None = Field(default=None, min_length=1, description="redis/qdrant server URL")
     path: str | None = Field(
         default=None, min_length=1, description='sqlite file or qdrant local path (":memory:")'

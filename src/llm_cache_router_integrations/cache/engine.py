@@ -81,6 +81,7 @@ class CacheStats:
         self.errors = 0
         self.stores = 0
         self.guard_rejections = 0
+        self.ambiguous_rejections = 0
         self.saved_cost_usd = 0.0
         self.embed_ms = 0.0
         self.search_ms = 0.0
@@ -112,14 +113,22 @@ class CacheStats:
         with self._lock:
             self.stores += 1
 
-    def semantic(self, embed_ms: float, search_ms: float, guard_ms: float, rejections: int) -> None:
-        """Record the time split of one semantic lookup."""
+    def semantic(
+        self,
+        embed_ms: float,
+        search_ms: float,
+        guard_ms: float,
+        rejections: int,
+        ambiguous: int = 0,
+    ) -> None:
+        """Record the time split of one semantic lookup and the candidates it turned down."""
         with self._lock:
             self.semantic_lookups += 1
             self.embed_ms += embed_ms
             self.search_ms += search_ms
             self.guard_ms += guard_ms
             self.guard_rejections += rejections
+            self.ambiguous_rejections += ambiguous
 
     def snapshot(self) -> dict[str, float | int]:
         """The figures as plain values (latencies are means per semantic lookup, in ms)."""
@@ -134,6 +143,7 @@ class CacheStats:
                 "errors": self.errors,
                 "stores": self.stores,
                 "guard_rejections": self.guard_rejections,
+                "ambiguous_rejections": self.ambiguous_rejections,
                 "hit_rate": self.hits / lookups if lookups else 0.0,
                 "saved_cost_usd": round(self.saved_cost_usd, 9),
                 "mean_embed_ms": self.embed_ms / n,
@@ -283,12 +293,14 @@ class CacheEngine:
         embedded = time.perf_counter()
         candidates = await self.backend.search(key.scope, vector, self.config.top_k)
         searched = time.perf_counter()
-        rejections = 0
+        rejections = ambiguous = 0
         hit: CacheHit | None = None
-        for candidate, similarity in candidates:
+        ranked = [(c, s) for c, s in candidates if c.scope == key.scope]  # defence in depth
+        for index, (candidate, similarity) in enumerate(ranked):
             if similarity < self.config.threshold:
                 break
-            if candidate.scope != key.scope:  # defence in depth: the backend already filtered
+            if self._ambiguous(ranked, index):
+                ambiguous += 1
                 continue
             if self.guard is not None and not (
                 await self._verify(key.query, candidate.query, similarity)
@@ -303,8 +315,27 @@ class CacheEngine:
             (searched - embedded) * 1000,
             (done - searched) * 1000,
             rejections,
+            ambiguous,
         )
         return hit
+
+    def _ambiguous(self, ranked: list[tuple[CacheEntry, float]], index: int) -> bool:
+        """Whether another cached query with a different answer is about as near as ``index``.
+
+        The nearest candidate must be nearer than every other one that answers differently by
+        at least ``ambiguity_margin`` (a ratio test): a query close to two different cached
+        questions is ambiguous, and serving either answer is a guess.
+        """
+        margin = self.config.ambiguity_margin
+        if margin <= 0:
+            return False
+        entry, similarity = ranked[index]
+        answer = _answer_of(entry)
+        return any(
+            other_similarity > similarity - margin and _answer_of(other) != answer
+            for position, (other, other_similarity) in enumerate(ranked)
+            if position != index
+        )
 
     async def _verify(self, query: str, candidate: str, similarity: float) -> bool:
         """The guard's decision; a verifier with ``averify`` (a model) is awaited off the loop."""
@@ -403,6 +434,13 @@ class CacheEngine:
     async def aclose(self) -> None:
         """Close the backend (and the encoder when it has ``aclose``)."""
         await self.backend.aclose()
+
+
+def _answer_of(entry: CacheEntry) -> tuple[str | None, tuple[tuple[str, str], ...]]:
+    """What a hit on ``entry`` would answer: its text and tool calls (usage and timing aside)."""
+    response = entry.response
+    calls = tuple((c.function.name, c.function.arguments) for c in response.tool_calls)
+    return response.content, calls
 
 
 def _make_backend(config: CacheConfig) -> CacheBackend:

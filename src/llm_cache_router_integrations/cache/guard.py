@@ -391,6 +391,10 @@ _SYNONYM_GROUPS: tuple[tuple[str, ...], ...] = tuple(
     hour hr hrs
     minute min mins
     kilometer km kilometre kilometers kilometres kms
+    gigabyte gb gigabytes
+    megabyte mb megabytes
+    kilobyte kb kilobytes
+    terabyte tb terabytes
     kilogram kg kgs kilo kilos
     pound lb lbs
     gram g grams
@@ -834,7 +838,7 @@ class _Analysis:
     canons: tuple[str, ...]  # canonical form per word ("" for function words)
     numbers: tuple[str, ...]  # strong numbers, in order of appearance
     weak_numbers: frozenset[str]
-    negated: bool
+    negations: int  # negation cues, a filler "I don't know how to" aside
     tasks: frozenset[str]
     qtypes: frozenset[str]
     roles: frozenset[tuple[str, str]]  # (word, "src"|"dst") around direction markers
@@ -881,6 +885,13 @@ def _parse_numeric(token: str) -> tuple[str | None, str | None, bool]:
     if percent:
         value += "%"
     return value, unit, ordinal
+
+
+def _extends(pending: float, value: float) -> bool:
+    """Whether a number word adds to the pending number: "twenty five", "hundred twenty"."""
+    if pending % 100 == 0:
+        return value < 100
+    return pending >= 20 and pending % 10 == 0 and value < 10
 
 
 def _analyse_uncached(text: str, synonyms: dict[str, str]) -> _Analysis:
@@ -933,7 +944,10 @@ def _analyse_uncached(text: str, synonyms: dict[str, str]) -> _Analysis:
     for index, (token, initial) in enumerate(raw_tokens):
         lower = token.lower()
         if lower in _PLAIN_STOPWORDS and (initial or token.islower()):
-            if pending_number is not None:
+            following = raw_tokens[index + 1][0].lower() if index + 1 < n_tokens else ""
+            # "two hundred and six": the "and" continues the number
+            continues = lower == "and" and following in _NUMBER_WORDS
+            if pending_number is not None and not (continues and pending_number % 100 == 0):
                 flush_number()
             all_stems.add(lower)
             add(lower, "")
@@ -957,7 +971,7 @@ def _analyse_uncached(text: str, synonyms: dict[str, str]) -> _Analysis:
         if lower in _NUMBER_WORDS or lower in _SCALE_WORDS:
             if lower in _SCALE_WORDS:
                 pending_number = (pending_number or 1) * _SCALE_WORDS[lower]
-            elif pending_number is not None and pending_number >= 20 and _NUMBER_WORDS[lower] < 10:
+            elif pending_number is not None and _extends(pending_number, _NUMBER_WORDS[lower]):
                 pending_number += _NUMBER_WORDS[lower]
             else:
                 flush_number()
@@ -1025,7 +1039,8 @@ def _analyse_uncached(text: str, synonyms: dict[str, str]) -> _Analysis:
         add_content(lower, canon)
     flush_number()
 
-    negated = negations > 0 and not (filler_negation and negations == 1)
+    if filler_negation and negations:
+        negations -= 1
     lower_words = tuple(words)
     return _Analysis(
         words=lower_words,
@@ -1038,7 +1053,7 @@ def _analyse_uncached(text: str, synonyms: dict[str, str]) -> _Analysis:
         canons=tuple(canons),
         numbers=tuple(numbers),
         weak_numbers=frozenset(weak),
-        negated=negated,
+        negations=negations,
         tasks=frozenset(tasks),
         qtypes=_question_types(lower_words, text),
         roles=_direction_roles(lower_words, tuple(canons)),
@@ -1403,8 +1418,10 @@ class VerificationGuard:
             detail = _numbers_differ(qa, qb, strict)
             if detail:
                 return GuardVerdict(False, "numbers", 0.0, detail)
-        if cfg.check_negation and strict and qa.negated != qb.negated:
-            return GuardVerdict(False, "negation", 0.0, "only one side is negated")
+        if cfg.check_negation and strict and qa.negations != qb.negations:
+            return GuardVerdict(
+                False, "negation", 0.0, f"negations differ: {qa.negations} vs {qb.negations}"
+            )
         if cfg.check_polarity:
             detail = self._polarity(qa, qb)
             if detail:
@@ -1512,11 +1529,26 @@ def _swapped_around_pivot(qa: _Analysis, qb: _Analysis) -> tuple[str, str, str] 
             for v in shared[i + 1 :]:
                 if v == y:
                     break
-                if pos_b[y] < pos_b[v] < pos_b[x] and _preposition_between(
-                    qa, pos_a[x], pos_a[y]
-                ) == _preposition_between(qb, pos_b[y], pos_b[x]):
+                if (
+                    pos_b[y] < pos_b[v] < pos_b[x]
+                    and _preposition_between(qa, pos_a[x], pos_a[y])
+                    == _preposition_between(qb, pos_b[y], pos_b[x])
+                    and _inversions([w for w in shared if w not in (x, y)], pos_b) <= 1
+                ):
                     return x, v, y
     return None
+
+
+def _inversions(words: list[str], positions: dict[str, int]) -> int:
+    """How many pairs of ``words`` (in one side's order) the other side puts the other way round.
+
+    A role swap keeps the rest of the sentence in place ("the frontend service calls the auth
+    service" / "the auth service calls the frontend service"); a reworded sentence
+    ("Kubernetes restarts a container when its probe fails" / "If a container's probe fails, it
+    is restarted by Kubernetes") moves many other words too, and is not a swap.
+    """
+    order = [positions[w] for w in words]
+    return sum(1 for i, p in enumerate(order) for q in order[i + 1 :] if p > q)
 
 
 def _preposition_between(q: _Analysis, first: int, last: int) -> bool:
