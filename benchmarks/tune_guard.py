@@ -1,6 +1,6 @@
 """Fit the guard's logistic score (``SCORE_WEIGHTS`` in ``cache/guard.py``) offline.
 
-Training data: the MeanCache QQP *validation* split and the project's dev set, restricted to the
+Training data: the MeanCache QQP *validation* split and the project's dev set (both slices), restricted to the
 pairs the score actually sees (cosine >= ``--min-cosine`` and accepted by every rule check).
 Never the QQP test split or the GPTCache data. Prints the weights to paste into the module and
 the precision/recall of a few ``min_score`` values on the training data.
@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_quality import DEFAULT_SHARED, Pairs, load_devset, load_qqp
+from bench_quality import DEFAULT_SHARED, STATEMENTS, Pairs, load_devset, load_qqp
 
 from llm_cache_router_integrations.cache.guard import (
     GuardConfig,
@@ -50,7 +50,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--C", type=float, default=1.0)
     args = parser.parse_args(argv)
 
-    val, dev = load_qqp(args.shared, "val"), load_devset()
+    val, questions, statements = (
+        load_qqp(args.shared, "val"),
+        load_devset(),
+        load_devset(STATEMENTS),
+    )
+    dev = Pairs(
+        questions.a + statements.a,
+        questions.b + statements.b,
+        np.concatenate([questions.labels, statements.labels]),
+        np.concatenate([questions.similarity, statements.similarity]),
+        questions.categories + statements.categories,
+    )
     iv, fv = rule_pass(val, args.min_cosine)
     idev, fdev = rule_pass(dev, args.min_cosine)
     names = list(fv[0])

@@ -103,7 +103,7 @@ class GuardConfig(BaseModel):
     enabled: bool = True
     min_similarity: float = Field(default=0.80, ge=-1.0, le=1.0)
     accept_similarity: float = Field(default=1.01, ge=-1.0, le=1.01)
-    strict_max_words: int = Field(default=30, ge=1)
+    strict_max_words: int = Field(default=18, ge=1)
     check_numbers: bool = True
     check_negation: bool = True
     check_polarity: bool = True
@@ -688,16 +688,16 @@ _ORDINAL_SUFFIXES = frozenset({"st", "nd", "rd", "th"})
 # the score: a logistic model over pair features, fitted offline (see benchmarks/tune_guard.py)
 
 SCORE_WEIGHTS: dict[str, float] = {
-    "bias": -6.8835,
-    "similarity": 11.1877,
-    "unmatched_frac": -1.0459,
-    "unmatched_max": -0.0842,
-    "unmatched_min": 0.2555,
-    "swap": -0.4963,
-    "pure_swap": 0.4726,
-    "pure_extra": -0.5132,
-    "jaccard": -1.3257,
-    "length_ratio": -0.5076,
+    "bias": -7.0463,
+    "similarity": 11.2830,
+    "unmatched_frac": -1.1629,
+    "unmatched_max": -0.0488,
+    "unmatched_min": 0.4100,
+    "swap": -0.1701,
+    "pure_swap": -0.1845,
+    "pure_extra": -0.5127,
+    "jaccard": -1.3165,
+    "length_ratio": -0.4456,
 }
 """Weights of the logistic score ``sigmoid(bias + sum(weight * feature))``; the feature names are
 those returned by :func:`pair_features`. Fitted offline on the MeanCache QQP *validation* split
