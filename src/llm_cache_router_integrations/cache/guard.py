@@ -16,7 +16,7 @@ sequence of *checks*; the first that fails rejects the pair and names itself in
     the numbers, number words, ordinals, years, months, weekdays or relative days differ
     ("2 eggs" / "3 eggs", "in 2014" / "in 2018", "Monday" / "Friday").
 ``negation``
-    one side is negated and the other is not (not/no/never/n't/without/none...).
+    the sides carry a different number of negations (not/no/never/n't/without/none...).
 ``polarity``
     the sides use opposite words (increase/decrease, best/worst, before/after, pros/cons,
     install/uninstall, encrypt/decrypt...), from a built-in antonym list or a negating prefix.
