@@ -203,8 +203,20 @@ def test_long_texts_are_checked_leniently(guard: VerificationGuard) -> None:
         "full details on the datasets instead of only the short names of the datasets."
     )
     assert guard.verify(a, b, HIGH).reason != "negation"
-    strict = VerificationGuard(GuardConfig(strict_max_words=200))
+    strict = VerificationGuard(GuardConfig(strict_max_words=200, negation_max_unmatched=1.0))
     assert strict.verify(a, b, HIGH).reason == "negation"
+
+
+def test_a_reworded_negation_is_left_to_the_score(guard: VerificationGuard) -> None:
+    # Most words differ besides the negation: an equivalent rewording, not a flipped meaning.
+    a = "The region parameter is optional; the client uses the default region."
+    b = "You don't have to set the region: the client falls back to its default one."
+    assert guard.verify(a, b, HIGH).reason != "negation"
+    strict = VerificationGuard(GuardConfig(negation_max_unmatched=1.0))
+    assert strict.verify(a, b, HIGH).reason == "negation"
+    # The same words with one negation more are still rejected by the rule.
+    flipped = "The region parameter is not optional; the client uses the default region."
+    assert guard.verify(a, flipped, HIGH).reason == "negation"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -383,6 +395,6 @@ def test_statement_devset_decisions(guard: VerificationGuard) -> None:
         tp += ok and r["label"] == 1
         fp += ok and r["label"] == 0
     print(f"statements at similarity {HIGH}: accepted {tp}/{positives} paraphrases, {fp} negatives")
-    # regression floors under the measured 57/80 and 10/81 (with the real cosine, the threshold
+    # regression floors under the measured 67/80 and 10/81 (with the real cosine, the threshold
     # also turns some away: see benchmarks/bench_quality.py)
-    assert tp / positives >= 0.65 and fp / (len(rows) - positives) <= 0.15
+    assert tp / positives >= 0.75 and fp / (len(rows) - positives) <= 0.15

@@ -90,6 +90,9 @@ class GuardConfig(BaseModel):
       "deploy to AWS Lambda"): ``"reject"`` (default, safe) or ``"score"`` (left to the score).
     * ``strict_max_words``: texts longer than this are checked leniently (no negation check;
       numbers only reject when both sides carry different ones).
+    * ``negation_max_unmatched``: the negation check applies when at most this share of the
+      content words has no counterpart; a sentence reworded around an equivalent negation ("is
+      optional" / "you don't have to set it") is left to the score.
     * ``use_score`` / ``min_score``: the final logistic score in [0, 1] and its acceptance
       threshold (0.7; raise it for fewer false hits, lower it for more hits).
     * ``accept_similarity``: at or above this cosine the score is skipped (the rules still
@@ -106,6 +109,7 @@ class GuardConfig(BaseModel):
     strict_max_words: int = Field(default=18, ge=1)
     check_numbers: bool = True
     check_negation: bool = True
+    negation_max_unmatched: float = Field(default=0.3, ge=0.0, le=1.0)
     check_polarity: bool = True
     check_entities: bool = True
     entity_extra: str = Field(default="reject", pattern="^(reject|score)$")
@@ -1418,7 +1422,12 @@ class VerificationGuard:
             detail = _numbers_differ(qa, qb, strict)
             if detail:
                 return GuardVerdict(False, "numbers", 0.0, detail)
-        if cfg.check_negation and strict and qa.negations != qb.negations:
+        if (
+            cfg.check_negation
+            and strict
+            and qa.negations != qb.negations
+            and _features(qa, qb, similarity)["unmatched_frac"] <= cfg.negation_max_unmatched
+        ):
             return GuardVerdict(
                 False, "negation", 0.0, f"negations differ: {qa.negations} vs {qb.negations}"
             )
