@@ -1,6 +1,6 @@
 """Quality benchmark of the semantic cache's match decision: cosine threshold + verification guard.
 
-Three datasets, each compared with plain all-MiniLM-L6-v2 cosine baselines:
+Four datasets, each compared with plain all-MiniLM-L6-v2 cosine baselines:
 
 * **dev set** (``benchmarks/data/devset.jsonl``): the project's labelled pairs, paraphrases and
   hard negatives (numbers, negation, entity, direction, task, unrelated-similar). A pair is a hit
@@ -8,18 +8,22 @@ Three datasets, each compared with plain all-MiniLM-L6-v2 cosine baselines:
 * **MeanCache QQP test** (``../shared/datasets/meancache_qqp_test.csv``, 9,042 pairs): the same
   pair-wise precision / recall over the ``is_duplicate`` labels.
 * **GPTCache mock data** (``../shared/datasets/gptcache_mock_data.json``, 999 rows): GPTCache's
-  own cache simulation. Every ``origin`` goes into one index (its answer is its row id); every
-  ``similar`` is looked up and the top-1 neighbour is served when cosine >= threshold (and the
-  guard accepts it): *positive* if it is the query's own row, *negative* if another row, *miss*
-  if nothing is served. Hit precision = positive / (positive + negative), recall = positive /
-  all queries (every query has its own row in the cache). The data holds 35 rows whose
-  ``origin`` text repeats another row's exactly; a hit on such a twin counts as negative (strict,
-  GPTCache's definition) and is also reported separately ("precision, identical-text twins
-  counted correct").
+  own cache simulation, run through the real ``CacheEngine``. Every ``origin`` is stored (its
+  answer is its row id); every ``similar`` is looked up: *positive* if the engine serves the
+  query's own row, *negative* if another row, *miss* if nothing. Hit precision = positive /
+  (positive + negative), recall = positive / all queries. The data holds 35 rows whose ``origin``
+  text repeats another row's exactly (the engine stores such a text once, the later answer
+  winning); a hit on such a twin counts as negative (strict, GPTCache's definition) and is also
+  reported separately ("precision, identical-text twins counted correct"). Plain top-1 cosine
+  thresholds are the baselines.
+* **Dev set, statement slice** (``benchmarks/data/devset_statements.jsonl``): declarative
+  sentences of 10-35 words, reworded or with one meaning-changing difference.
 
 "Ours" is the shipped default: ``GuardConfig()`` with the recommended cosine threshold
-(``--threshold``). The guard was tuned only on the dev set and the QQP *validation* split
-(``benchmarks/tune_guard.py``); QQP test and GPTCache are reported, never tuned on.
+(``--threshold``) and, in the cache simulation, ``CacheConfig``'s ``top_k`` and
+``ambiguity_margin``. The guard and the margin were tuned only on the dev set and the QQP
+*validation* split (``benchmarks/tune_guard.py``, ``benchmarks/tune_margin.py``); QQP test and
+GPTCache are reported, never tuned on.
 
 Embeddings are cached under ``benchmarks/.cache/`` (keyed by a hash of the texts), so reruns take
 seconds. Prints markdown tables and writes ``benchmarks/results/quality.json``.

@@ -705,7 +705,7 @@ SCORE_WEIGHTS: dict[str, float] = {
 }
 """Weights of the logistic score ``sigmoid(bias + sum(weight * feature))``; the feature names are
 those returned by :func:`pair_features`. Fitted offline on the MeanCache QQP *validation* split
-and the project's dev set (never on a test split)."""
+and both slices of the project's dev set (never on a test split)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -1422,11 +1422,12 @@ class VerificationGuard:
             detail = _numbers_differ(qa, qb, strict)
             if detail:
                 return GuardVerdict(False, "numbers", 0.0, detail)
+        features = _features(qa, qb, similarity)
         if (
             cfg.check_negation
             and strict
             and qa.negations != qb.negations
-            and _features(qa, qb, similarity)["unmatched_frac"] <= cfg.negation_max_unmatched
+            and features["unmatched_frac"] <= cfg.negation_max_unmatched
         ):
             return GuardVerdict(
                 False, "negation", 0.0, f"negations differ: {qa.negations} vs {qb.negations}"
@@ -1453,7 +1454,7 @@ class VerificationGuard:
                 return GuardVerdict(False, "substitution", 0.0, detail)
         if not cfg.use_score:
             return GuardVerdict(True, None, 1.0, "checks passed")
-        score = _score(_features(qa, qb, similarity))
+        score = _score(features)
         if similarity >= cfg.accept_similarity:
             return GuardVerdict(True, None, score, "similarity above accept_similarity")
         if score < cfg.min_score:
