@@ -1,6 +1,7 @@
 """Every cache backend against the same contract (cases from ``cases_*.py``, see backend_cases).
 
-Random L2-normalised float32 vectors of dimension 32 stand in for embeddings: no model needed.
+Random L2-normalised float32 vectors of dimension 32 stand in for embeddings, except in the last
+test, which runs the engine over each backend with the real MiniLM.
 """
 
 from __future__ import annotations
@@ -9,14 +10,16 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pytest
 
+from llm_cache_router_integrations.cache import CacheConfig, CacheEngine
 from llm_cache_router_integrations.cache.backends import CacheBackend
 from llm_cache_router_integrations.cache.entry import CacheEntry
-from llm_cache_router_integrations.types import LLMResponse, Usage
+from llm_cache_router_integrations.types import ChatRequest, LLMResponse, Usage
 
 from .backend_cases import BackendCase, BackendEnv, all_backend_cases
 
@@ -403,3 +406,27 @@ async def test_concurrent_puts_and_searches(backend: CacheBackend) -> None:
     for w in range(workers):
         results = await backend.search(f"worker-{w}", vectors[w, 0], k=per_worker + 5)
         assert len(results) == per_worker
+
+
+async def test_engine_refuses_an_ambiguous_question(make: Make, sentence_encoder: Any) -> None:
+    """The engine's ambiguity margin over each backend's real KNN (MiniLM vectors): a question
+    between two cached questions with different answers is a miss; a clear nearest one hits."""
+    engine = CacheEngine(CacheConfig(), backend=await make(dim=384), encoder=sentence_encoder)
+
+    def ask(text: str) -> ChatRequest:
+        return ChatRequest.model_validate(
+            {"model": "m", "messages": [{"role": "user", "content": text}]}
+        )
+
+    def answer(text: str) -> LLMResponse:
+        return LLMResponse(content=text, provider_used="p", model_used="m")
+
+    await engine.store(ask("How do I get a stain out of a carpet?"), answer("one"))
+    await engine.store(ask("How can I remove stains from carpet?"), answer("two"))
+    await engine.store(ask("How can I extend the battery life of my laptop?"), answer("battery"))
+    await engine.store(ask("How do I make my laptop battery last longer?"), answer("other"))
+    assert await engine.lookup(ask("How do I remove a stain from a carpet?")) is None
+    hit = await engine.lookup(ask("How do I extend my laptop battery life?"))
+    assert hit is not None and hit.entry.response.content == "battery"
+    snapshot = engine.stats.snapshot()
+    assert snapshot["ambiguous_rejections"] == 2 and snapshot["semantic_hits"] == 1
