@@ -282,6 +282,8 @@ def _served_from(before: dict[str, Any], after: dict[str, Any]) -> tuple[str, st
         return "semantic", "[green]cache (semantic)"
     if after["guard_rejections"] > before["guard_rejections"]:
         return "model", "[yellow]model (the guard rejected a near match)"
+    if after["ambiguous_rejections"] > before["ambiguous_rejections"]:
+        return "model", "[yellow]model (two cached questions were about as near: ambiguous)"
     return "model", "[yellow]model (miss)"
 
 
