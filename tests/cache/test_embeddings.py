@@ -30,6 +30,7 @@ from llm_cache_router_integrations.cache.embeddings import (
     resolution,
     resolve_model,
 )
+from llm_cache_router_integrations.cache.embeddings.sentence import BURST_SIZE
 from llm_cache_router_integrations.errors import ConfigurationError
 
 pytest.importorskip("sentence_transformers")
@@ -133,6 +134,34 @@ async def test_concurrent_calls_are_micro_batched(fresh: SentenceEncoder) -> Non
     fresh.clear_lru()
     one_by_one = np.vstack([fresh.embed_sync([q]) for q in queries])
     np.testing.assert_allclose(np.vstack(results), one_by_one, atol=1e-5)
+
+
+async def test_bursts_use_burst_threads_and_give_the_same_vectors(
+    fresh: SentenceEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    wide = SentenceEncoder(burst_threads=2, lru_size=0)
+    try:
+        await wide.load()  # sets 1 thread on its worker
+        calls: list[int] = []
+        original = torch.set_num_threads
+
+        def record(n: int) -> None:
+            calls.append(n)
+            original(n)
+
+        monkeypatch.setattr(torch, "set_num_threads", record)
+        await wide.embed(["one lone query"])
+        assert calls == []  # below BURST_SIZE: the default thread count
+        queries = [f"how do I configure feature {i} of the service" for i in range(32)]
+        results = await asyncio.gather(*(wide.embed([q]) for q in queries))
+        assert wide.stats().largest_batch >= BURST_SIZE
+        assert calls[0] == 2 and calls[-1] == 1 and len(calls) % 2 == 0  # raised, then restored
+        expected = np.vstack([fresh.embed_sync([q]) for q in queries])
+        np.testing.assert_allclose(np.vstack(results), expected, atol=1e-5)
+    finally:
+        await wide.aclose()
 
 
 async def test_lru_serves_repeats_without_the_model(fresh: SentenceEncoder) -> None:
@@ -312,7 +341,14 @@ def test_default_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_invalid_settings_are_rejected() -> None:
-    for kwargs in ({"threads": 0}, {"max_batch": 0}, {"batch_wait_ms": -1}, {"lru_size": -1}):
+    bad: tuple[dict[str, int], ...] = (
+        {"threads": 0},
+        {"burst_threads": 0},
+        {"max_batch": 0},
+        {"batch_wait_ms": -1},
+        {"lru_size": -1},
+    )
+    for kwargs in bad:
         with pytest.raises(ConfigurationError):
             SentenceEncoder(**kwargs)  # type: ignore[arg-type]
 

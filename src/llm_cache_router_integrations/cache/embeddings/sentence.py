@@ -7,8 +7,9 @@ and the rest of the process for the same cores (two torch threads under load mea
 than one). Throughput comes from batching instead: concurrent requests queue up while the single
 worker encodes, and the worker encodes everything pending as one batch (up to ``max_batch``
 texts; when a burst is under way, waiting at most ``batch_wait_ms`` for the rest of it, while a
-lone request is encoded at once). Model loading, warm-up and inference all happen on that
-worker, never on an event loop.
+lone request is encoded at once). Where the process has the cores to itself, ``burst_threads``
+lets such a batch use more threads (opt-in). Model loading, warm-up and inference all happen on
+that worker, never on an event loop.
 """
 
 from __future__ import annotations
@@ -93,6 +94,10 @@ class _Counters:
             )
 
 
+BURST_SIZE = 16
+"""Model calls of at least this many texts use ``burst_threads`` (see :class:`SentenceEncoder`)."""
+
+
 class SentenceEncoder:
     """Embeds texts with a sentence-transformers model (all-MiniLM-L6-v2 by default).
 
@@ -103,6 +108,10 @@ class SentenceEncoder:
         device: the torch device.
         threads: torch intra-op threads, set with ``torch.set_num_threads`` when the model loads
             (process-wide); 1 by default (see the module docstring); ``None`` leaves torch alone.
+        burst_threads: torch threads for a model call of at least :data:`BURST_SIZE` texts (a
+            burst of queued lookups, whose callers all wait for it); ``None`` (default) keeps
+            ``threads``. On two idle cores, 2 encode a 64-query burst about 1.9x faster than 1;
+            on a machine busy with other work, extra threads contend for the same cores.
         max_batch: the most texts one model call encodes when merging requests.
         batch_wait_ms: how long the worker waits for more requests before encoding, when others
             are already queued (a lone request never waits).
@@ -119,12 +128,15 @@ class SentenceEncoder:
         *,
         device: str = "cpu",
         threads: int | None = 1,
+        burst_threads: int | None = None,
         max_batch: int = 64,
         batch_wait_ms: float = 2.0,
         lru_size: int = 2048,
     ) -> None:
         if threads is not None and threads < 1:
             raise ConfigurationError("threads must be at least 1 (or None to leave torch alone)")
+        if burst_threads is not None and burst_threads < 1:
+            raise ConfigurationError("burst_threads must be at least 1 (or None for threads)")
         if max_batch < 1:
             raise ConfigurationError("max_batch must be at least 1")
         if batch_wait_ms < 0:
@@ -134,6 +146,7 @@ class SentenceEncoder:
         self._requested = requested_model(model)
         self._device = device
         self._threads = threads
+        self._burst_threads = burst_threads
         self._max_batch = max_batch
         self._batch_wait = batch_wait_ms / 1000.0
         self._lru_size = lru_size
@@ -384,13 +397,23 @@ class SentenceEncoder:
                 request.future.set_result(vectors[[index[text] for text in request.texts]])
 
     def _encode(self, model: SentenceTransformer, texts: list[str]) -> Matrix:
-        output = model.encode(
-            texts,
-            batch_size=self._max_batch,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        )
+        burst_threads = self._burst_threads if len(texts) >= BURST_SIZE else None
+        if burst_threads is not None:
+            import torch
+
+            previous = torch.get_num_threads()
+            torch.set_num_threads(burst_threads)
+        try:
+            output = model.encode(
+                texts,
+                batch_size=self._max_batch,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
+        finally:
+            if burst_threads is not None:
+                torch.set_num_threads(previous)
         return normalize(np.asarray(output))
 
     def _ensure_model(self) -> SentenceTransformer:
