@@ -59,6 +59,10 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(encoded.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+_NO_EARLIER_TURNS = _digest([])
+"""The digest of an empty conversation history (a first turn), computed once."""
+
+
 @dataclass(frozen=True, slots=True)
 class CacheKey:
     """``scope`` filters, ``exact`` identifies; ``query`` is the text to embed (last user turn)."""
@@ -96,7 +100,7 @@ def cache_key(request: ChatRequest, namespace: str = "default") -> CacheKey:
         ),
         "tools": [t.model_dump(exclude_none=True) for t in request.tools or ()],
         "system": system,
-        "earlier": _digest(earlier),
+        "earlier": _digest(earlier) if earlier else _NO_EARLIER_TURNS,
         "after": after,
     }
     scope_hash = _digest(scope)

@@ -19,6 +19,7 @@ reloaded providers read their environment variables); see :class:`ChatRouter`.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import re
 import threading
@@ -724,3 +725,10 @@ class ChatRouter(BaseChatModel):
         """Blocking twin of :meth:`aclose`."""
         if self._router is not None:
             self._router.close()
+
+
+# LangChain asks ``inspect.signature(self._generate)`` on every call (does it take a run
+# manager?); a function's ``__signature__`` answers that without re-deriving it each time.
+for _name in ("_generate", "_agenerate"):
+    _method = getattr(ChatRouter, _name)
+    _method.__signature__ = inspect.signature(_method)
