@@ -158,10 +158,16 @@ def load_devset(path: Path = DEVSET) -> Pairs:
     )
 
 
-def load_qqp(shared: Path, split: str) -> Pairs:
-    """A MeanCache QQP split (``val`` or ``test``)."""
+def qqp_rows(shared: Path, split: str) -> list[dict[str, str]]:
+    """The rows of a MeanCache QQP split (``val`` or ``test``): question1, question2,
+    is_duplicate."""
     with (shared / f"meancache_qqp_{split}.csv").open(encoding="utf-8", newline="") as fh:
-        rows = list(csv.DictReader(fh))
+        return list(csv.DictReader(fh))
+
+
+def load_qqp(shared: Path, split: str) -> Pairs:
+    """A MeanCache QQP split (``val`` or ``test``) with its cosine similarities."""
+    rows = qqp_rows(shared, split)
     return _pairs(
         [r["question1"] for r in rows],
         [r["question2"] for r in rows],

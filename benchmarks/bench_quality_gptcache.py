@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import csv
 import hashlib
 import json
 import logging
@@ -48,7 +47,7 @@ from typing import Any
 
 import numpy as np
 from _common import CACHE_DIR, DEVSET, SHARED, local_minilm, write_result
-from bench_quality import CATEGORIES, precision_recall, simulation_figures
+from bench_quality import CATEGORIES, precision_recall, qqp_rows, simulation_figures
 
 _sbert: Any = None
 _vectors: dict[str, np.ndarray] = {}
@@ -171,8 +170,7 @@ def load_pairs(dataset: str, shared: Path) -> tuple[list[str], list[str], np.nda
             np.asarray([int(r["label"]) for r in rows], dtype=np.int8),
             [r["category"] for r in rows],
         )
-    with (shared / "meancache_qqp_test.csv").open(encoding="utf-8", newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = qqp_rows(shared, "test")
     return (
         [r["question1"] for r in rows],
         [r["question2"] for r in rows],

@@ -418,6 +418,10 @@ def quality(details: list[str]) -> list[Row]:
         "| GPTCache defaults | GPTCache at 0.9 (cosine >= 0.80) |",
         "|---|---|---|---|---|---|",
     ]
+
+    def cell(r: dict[str, Any] | None) -> str:
+        return "-" if r is None else pr(r["precision"], r["recall"])
+
     for key, peer_key, title, goal_key in names:
         g = goals.get(goal_key)
         goal = (
@@ -449,20 +453,16 @@ def quality(details: list[str]) -> list[Row]:
             )
         )
 
-        def cell(r: dict[str, Any] | None) -> str:
-            return "-" if r is None else pr(r["precision"], r["recall"])
-
         details.append(
             f"| {title.removeprefix('Quality: ')} | {cell(o)} | {cell(base.get('0.80'))} "
             f"| {cell(base.get('0.90'))} | {cell(p8)} | {cell(p9)} |"
         )
     statements = (ours or {}).get("dev_statements")
     if statements:
-        o, base = statements["ours"], statements["baselines"]
+        base = statements["baselines"]
         details.append(
-            f"| dev set, statement slice (tuning data, no goal) | {pr(o['precision'], o['recall'])} "
-            f"| {pr(base['0.80']['precision'], base['0.80']['recall'])} "
-            f"| {pr(base['0.90']['precision'], base['0.90']['recall'])} | - | - |"
+            f"| dev set, statement slice (tuning data, no goal) | {cell(statements['ours'])} "
+            f"| {cell(base.get('0.80'))} | {cell(base.get('0.90'))} | - | - |"
         )
     categories = (ours or {}).get("dev", {}).get("categories")
     peer_categories = ((peer or {}).get("dev", {}).get("by_threshold", {}).get("0.80") or {}).get(

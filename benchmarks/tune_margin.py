@@ -14,7 +14,6 @@ Run: ``.venv/bin/python benchmarks/tune_margin.py`` (embeddings are cached like
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from collections.abc import Sequence
@@ -22,7 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_quality import DEFAULT_SHARED, HERE, cache_simulation, embed, simulation_figures
+from bench_quality import (
+    DEFAULT_SHARED,
+    HERE,
+    cache_simulation,
+    embed,
+    qqp_rows,
+    simulation_figures,
+)
 
 from llm_cache_router_integrations.cache import CacheConfig
 from llm_cache_router_integrations.cache.guard import VerificationGuard
@@ -37,8 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, default=CacheConfig().threshold)
     args = parser.parse_args(argv)
 
-    with (args.shared / "meancache_qqp_val.csv").open(encoding="utf-8", newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = qqp_rows(args.shared, "val")
     keys = list(dict.fromkeys(r["question1"] for r in rows))
     row_of = {text: i for i, text in enumerate(keys)}
     duplicates = [r for r in rows if r["is_duplicate"] == "1"]

@@ -19,9 +19,10 @@ import pytest
 from llm_cache_router_integrations.cache import CacheConfig, CacheEngine
 from llm_cache_router_integrations.cache.backends import CacheBackend
 from llm_cache_router_integrations.cache.entry import CacheEntry
-from llm_cache_router_integrations.types import ChatRequest, LLMResponse, Usage
+from llm_cache_router_integrations.types import LLMResponse, Usage
 
 from .backend_cases import BackendCase, BackendEnv, all_backend_cases
+from .helpers import answer, ask
 
 DIM = 32
 CASES = all_backend_cases()
@@ -412,14 +413,6 @@ async def test_engine_refuses_an_ambiguous_question(make: Make, sentence_encoder
     """The engine's ambiguity margin over each backend's real KNN (MiniLM vectors): a question
     between two cached questions with different answers is a miss; a clear nearest one hits."""
     engine = CacheEngine(CacheConfig(), backend=await make(dim=384), encoder=sentence_encoder)
-
-    def ask(text: str) -> ChatRequest:
-        return ChatRequest.model_validate(
-            {"model": "m", "messages": [{"role": "user", "content": text}]}
-        )
-
-    def answer(text: str) -> LLMResponse:
-        return LLMResponse(content=text, provider_used="p", model_used="m")
 
     await engine.store(ask("How do I get a stain out of a carpet?"), answer("one"))
     await engine.store(ask("How can I remove stains from carpet?"), answer("two"))

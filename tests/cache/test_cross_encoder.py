@@ -19,15 +19,11 @@ import pytest
 from llm_cache_router_integrations.cache import CacheConfig, CacheEngine, CrossEncoderVerifier
 from llm_cache_router_integrations.cache.embeddings.resolution import package_model_dir
 from llm_cache_router_integrations.errors import ConfigurationError
-from llm_cache_router_integrations.types import ChatRequest, LLMResponse
+from llm_cache_router_integrations.types import LLMResponse
+
+from .helpers import ask
 
 PARAPHRASE = ("How do I reset my password?", "How can I reset my password?")
-
-
-def ask(text: str) -> ChatRequest:
-    return ChatRequest.model_validate(
-        {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]}
-    )
 
 
 @pytest.fixture(scope="module")

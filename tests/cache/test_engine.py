@@ -9,18 +9,9 @@ import pytest
 
 from llm_cache_router_integrations.cache import CacheConfig, CacheEngine
 from llm_cache_router_integrations.cache.backends import MemoryBackend
-from llm_cache_router_integrations.types import ChatRequest, LLMResponse, Usage
+from llm_cache_router_integrations.types import ChatRequest
 
-
-def ask(text: str, **kwargs: Any) -> ChatRequest:
-    messages = kwargs.pop("messages", None) or [{"role": "user", "content": text}]
-    return ChatRequest.model_validate({"model": "gpt-4o-mini", "messages": messages, **kwargs})
-
-
-def answer(text: str) -> LLMResponse:
-    return LLMResponse(
-        content=text, provider_used="p", model_used="gpt-4o-mini", usage=Usage.of(10, 5)
-    )
+from .helpers import answer, ask
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -13,41 +12,11 @@ import pytest
 from llm_cache_router_integrations.cache.backends.qdrant import QdrantBackend, point_id
 from llm_cache_router_integrations.cache.config import CacheConfig
 from llm_cache_router_integrations.cache.engine import CacheEngine
-from llm_cache_router_integrations.cache.entry import CacheEntry
 from llm_cache_router_integrations.cache.errors import CacheBackendError, VectorDimensionError
 from llm_cache_router_integrations.errors import ConfigurationError
-from llm_cache_router_integrations.types import ChatRequest, LLMResponse
+from llm_cache_router_integrations.types import LLMResponse
 
-
-def make_entry(
-    exact: str,
-    *,
-    scope: str = "scope-1",
-    query: str = "what is the capital of france",
-    namespace: str = "default",
-    ttl: float | None = None,
-) -> CacheEntry:
-    now = time.time()
-    return CacheEntry(
-        exact=exact,
-        scope=scope,
-        query=query,
-        namespace=namespace,
-        response=LLMResponse(content=f"answer {exact}", provider_used="p", model_used="m"),
-        created_at=now,
-        expires_at=None if ttl is None else now + ttl,
-    )
-
-
-def vec(*values: float) -> np.ndarray:
-    array = np.asarray(values, dtype=np.float32)
-    return array / np.linalg.norm(array)
-
-
-def ask(text: str) -> ChatRequest:
-    return ChatRequest.model_validate(
-        {"model": "m", "messages": [{"role": "user", "content": text}], "temperature": 0}
-    )
+from .helpers import ask, make_entry, vec
 
 
 class FixedEncoder:

@@ -15,7 +15,6 @@ import redis.asyncio as aioredis
 from llm_cache_router_integrations.cache.backends.redis import RedisBackend, escape_tag
 from llm_cache_router_integrations.cache.config import CacheConfig
 from llm_cache_router_integrations.cache.engine import CacheEngine
-from llm_cache_router_integrations.cache.entry import CacheEntry
 from llm_cache_router_integrations.cache.errors import (
     CacheBackendError,
     VectorDimensionError,
@@ -23,42 +22,8 @@ from llm_cache_router_integrations.cache.errors import (
 )
 from llm_cache_router_integrations.errors import LLMRouterError
 from llm_cache_router_integrations.testing.redis_server import RedisServer
-from llm_cache_router_integrations.types import ChatRequest, LLMResponse
 
-
-def make_entry(
-    exact: str,
-    *,
-    scope: str = "scope-1",
-    query: str = "what is the capital of france",
-    namespace: str = "default",
-    ttl: float | None = None,
-) -> CacheEntry:
-    now = time.time()
-    return CacheEntry(
-        exact=exact,
-        scope=scope,
-        query=query,
-        namespace=namespace,
-        response=LLMResponse(content=f"answer {exact}", provider_used="p", model_used="m"),
-        created_at=now,
-        expires_at=None if ttl is None else now + ttl,
-    )
-
-
-def vec(*values: float) -> np.ndarray:
-    array = np.asarray(values, dtype=np.float32)
-    return array / np.linalg.norm(array)
-
-
-def ask(text: str) -> ChatRequest:
-    return ChatRequest.model_validate(
-        {"model": "m", "messages": [{"role": "user", "content": text}], "temperature": 0}
-    )
-
-
-def answer(text: str) -> LLMResponse:
-    return LLMResponse(content=text, provider_used="p", model_used="m")
+from .helpers import answer, ask, make_entry, vec
 
 
 class FixedEncoder:

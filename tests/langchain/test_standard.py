@@ -44,7 +44,33 @@ from .conftest import (
 )
 
 
-class TestChatRouterUnit(ChatModelUnitTests):
+class _ChatRouterCapabilities:
+    """What ChatRouter supports whichever suite asks: media, JSON mode, Anthropic-style input."""
+
+    @property
+    def chat_model_class(self) -> type[ChatRouter]:
+        return ChatRouter
+
+    @property
+    def supports_json_mode(self) -> bool:
+        return True
+
+    @property
+    def supports_image_inputs(self) -> bool:
+        return True
+
+    @property
+    def supports_image_urls(self) -> bool:
+        return True
+
+    @property
+    def supports_anthropic_inputs(self) -> bool:
+        # Anthropic-style blocks (tool_use, thinking, image sources, cache_control) are converted
+        # by ChatRouter, whichever provider answers.
+        return True
+
+
+class TestChatRouterUnit(_ChatRouterCapabilities, ChatModelUnitTests):
     """Construction, standard parameters, tool binding, structured-output wiring, serialisation.
 
     ``test_serdes`` checks the declarative set-up round-trips; its snapshot holds no API key (the
@@ -56,10 +82,6 @@ class TestChatRouterUnit(ChatModelUnitTests):
         path = tuple(ChatRouter.lc_id())
         trusted = functools.partial(load, additional_import_mappings={path: path})
         monkeypatch.setattr(standard_unit, "load", trusted)
-
-    @property
-    def chat_model_class(self) -> type[ChatRouter]:
-        return ChatRouter
 
     @property
     def chat_model_params(self) -> dict[str, Any]:
@@ -84,23 +106,7 @@ class TestChatRouterUnit(ChatModelUnitTests):
         )
 
     @property
-    def supports_image_inputs(self) -> bool:
-        return True
-
-    @property
-    def supports_image_urls(self) -> bool:
-        return True
-
-    @property
     def supports_audio_inputs(self) -> bool:
-        return True
-
-    @property
-    def supports_json_mode(self) -> bool:
-        return True
-
-    @property
-    def supports_anthropic_inputs(self) -> bool:
         return True
 
     @property
@@ -108,12 +114,8 @@ class TestChatRouterUnit(ChatModelUnitTests):
         return "gpt-4o"
 
 
-class _LoopbackIntegration(ChatModelIntegrationTests):
+class _LoopbackIntegration(_ChatRouterCapabilities, ChatModelIntegrationTests):
     """What both integration set-ups share: offline media and a standard-test ``ChatRouter``."""
-
-    @property
-    def chat_model_class(self) -> type[ChatRouter]:
-        return ChatRouter
 
     @pytest.fixture(autouse=True)
     def _offline_media(self, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -123,24 +125,6 @@ class _LoopbackIntegration(ChatModelIntegrationTests):
     # Every answer reports input/output tokens and the provider's cache-read and reasoning counts.
     @property
     def returns_usage_metadata(self) -> bool:
-        return True
-
-    @property
-    def supports_json_mode(self) -> bool:
-        return True
-
-    @property
-    def supports_image_inputs(self) -> bool:
-        return True
-
-    @property
-    def supports_image_urls(self) -> bool:
-        return True
-
-    @property
-    def supports_anthropic_inputs(self) -> bool:
-        # Anthropic-style blocks (tool_use, thinking, image sources, cache_control) are converted
-        # by ChatRouter, whichever provider answers.
         return True
 
     # PDFs: the core's content blocks carry text, images, audio and video, not files, so

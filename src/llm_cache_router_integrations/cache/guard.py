@@ -1422,39 +1422,24 @@ class VerificationGuard:
             detail = _numbers_differ(qa, qb, strict)
             if detail:
                 return GuardVerdict(False, "numbers", 0.0, detail)
-        features = _features(qa, qb, similarity)
-        if (
-            cfg.check_negation
-            and strict
-            and qa.negations != qb.negations
-            and features["unmatched_frac"] <= cfg.negation_max_unmatched
+        features: dict[str, float] | None = None
+        if cfg.check_negation and strict and qa.negations != qb.negations:
+            features = _features(qa, qb, similarity)
+            if features["unmatched_frac"] <= cfg.negation_max_unmatched:
+                detail = f"negations differ: {qa.negations} vs {qb.negations}"
+                return GuardVerdict(False, "negation", 0.0, detail)
+        for reason, enabled, check in (
+            ("polarity", cfg.check_polarity, self._polarity),
+            ("entities", cfg.check_entities, self._entities),
+            ("direction", cfg.check_direction, _direction),
+            ("task", cfg.check_task, _task),
+            ("substitution", cfg.check_substitution, _substitution),
         ):
-            return GuardVerdict(
-                False, "negation", 0.0, f"negations differ: {qa.negations} vs {qb.negations}"
-            )
-        if cfg.check_polarity:
-            detail = self._polarity(qa, qb)
-            if detail:
-                return GuardVerdict(False, "polarity", 0.0, detail)
-        if cfg.check_entities:
-            detail = self._entities(qa, qb)
-            if detail:
-                return GuardVerdict(False, "entities", 0.0, detail)
-        if cfg.check_direction:
-            detail = _direction(qa, qb)
-            if detail:
-                return GuardVerdict(False, "direction", 0.0, detail)
-        if cfg.check_task:
-            detail = _task(qa, qb)
-            if detail:
-                return GuardVerdict(False, "task", 0.0, detail)
-        if cfg.check_substitution:
-            detail = _substitution(qa, qb)
-            if detail:
-                return GuardVerdict(False, "substitution", 0.0, detail)
+            if enabled and (detail := check(qa, qb)):
+                return GuardVerdict(False, reason, 0.0, detail)
         if not cfg.use_score:
             return GuardVerdict(True, None, 1.0, "checks passed")
-        score = _score(features)
+        score = _score(features or _features(qa, qb, similarity))
         if similarity >= cfg.accept_similarity:
             return GuardVerdict(True, None, score, "similarity above accept_similarity")
         if score < cfg.min_score:

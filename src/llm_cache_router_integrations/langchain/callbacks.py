@@ -118,6 +118,37 @@ class _Run:
     reservation: Reservation | None = None
 
 
+def _max_tokens(invocation_params: Mapping[str, Any] | None) -> int | None:
+    params = invocation_params or {}
+    for key in ("max_tokens", "max_completion_tokens", "max_output_tokens", "num_predict"):
+        value = params.get(key)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _chat_run(
+    messages: list[list[BaseMessage]],
+    invocation_params: Mapping[str, Any] | None,
+    metadata: Mapping[str, Any] | None,
+) -> _Run:
+    """A chat run's model, prompt tokens (tools included) and output limit."""
+    model = _model_of(invocation_params, metadata)
+    tokens = _prompt_tokens(messages[0] if messages else [], model, _tools_of(invocation_params))
+    return _Run(model, tokens, _max_tokens(invocation_params))
+
+
+def _text_run(
+    prompts: list[str],
+    invocation_params: Mapping[str, Any] | None,
+    metadata: Mapping[str, Any] | None,
+) -> _Run:
+    """A text LLM run's model, prompt tokens and output limit."""
+    model = _model_of(invocation_params, metadata)
+    tokens = sum(count_tokens(p, model) for p in prompts)
+    return _Run(model, tokens, _max_tokens(invocation_params))
+
+
 @dataclass(slots=True)
 class _Outcome:
     """One generation's model, usage, cost and cache status."""
@@ -214,12 +245,9 @@ class CostTrackingCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> Any:
         """Remember the run's model and its prompt size (for providers that report no usage)."""
-        model = _model_of(invocation_params, metadata)
-        tokens = _prompt_tokens(
-            messages[0] if messages else [], model, _tools_of(invocation_params)
-        )
+        run = _chat_run(messages, invocation_params, metadata)
         with self._lock:
-            self._runs[run_id] = _Run(model, tokens)
+            self._runs[run_id] = run
 
     def on_llm_start(
         self,
@@ -232,10 +260,9 @@ class CostTrackingCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> Any:
         """Remember a text LLM run's model and prompt size."""
-        model = _model_of(invocation_params, metadata)
-        tokens = sum(count_tokens(p, model) for p in prompts)
+        run = _text_run(prompts, invocation_params, metadata)
         with self._lock:
-            self._runs[run_id] = _Run(model, tokens)
+            self._runs[run_id] = run
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> Any:
         """Add the run's usage and cost to its model's totals."""
@@ -370,15 +397,6 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         with self._lock:
             self._runs[run_id] = run
 
-    @staticmethod
-    def _max_tokens(invocation_params: Mapping[str, Any] | None) -> int | None:
-        params = invocation_params or {}
-        for key in ("max_tokens", "max_completion_tokens", "max_output_tokens", "num_predict"):
-            value = params.get(key)
-            if isinstance(value, int) and value > 0:
-                return value
-        return None
-
     def on_chat_model_start(
         self,
         serialized: dict[str, Any],
@@ -390,11 +408,7 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> Any:
         """Reserve the worst-case cost or raise :class:`BudgetExceededError`."""
-        model = _model_of(invocation_params, metadata)
-        tokens = _prompt_tokens(
-            messages[0] if messages else [], model, _tools_of(invocation_params)
-        )
-        self._reserve(run_id, _Run(model, tokens, self._max_tokens(invocation_params)))
+        self._reserve(run_id, _chat_run(messages, invocation_params, metadata))
 
     def on_llm_start(
         self,
@@ -407,9 +421,7 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> Any:
         """Reserve the worst-case cost of a text LLM call or raise."""
-        model = _model_of(invocation_params, metadata)
-        tokens = sum(count_tokens(p, model) for p in prompts)
-        self._reserve(run_id, _Run(model, tokens, self._max_tokens(invocation_params)))
+        self._reserve(run_id, _text_run(prompts, invocation_params, metadata))
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> Any:
         """Settle the reservation to the real cost (cache hits cost nothing)."""
