@@ -64,6 +64,7 @@ bench: $(BENCH_STAMP)
 	$(BENCH_BIN)/python benchmarks/bench_encoder.py
 	$(BENCH_BIN)/python benchmarks/bench_quality.py
 	$(BENCH_BIN)/python benchmarks/bench_quality_gptcache.py
+	$(BENCH_BIN)/python benchmarks/bench_contextual.py
 	$(BENCH_BIN)/python benchmarks/bench_savings.py
 	$(BENCH_BIN)/python benchmarks/report.py
 

@@ -457,13 +457,14 @@ def quality(details: list[str]) -> list[Row]:
             f"| {title.removeprefix('Quality: ')} | {cell(o)} | {cell(base.get('0.80'))} "
             f"| {cell(base.get('0.90'))} | {cell(p8)} | {cell(p9)} |"
         )
-    statements = (ours or {}).get("dev_statements")
-    if statements:
-        base = statements["baselines"]
-        details.append(
-            f"| dev set, statement slice (tuning data, no goal) | {cell(statements['ours'])} "
-            f"| {cell(base.get('0.80'))} | {cell(base.get('0.90'))} | - | - |"
-        )
+    for key, name in (("dev_statements", "statement"), ("dev_focus", "same-topic")):
+        extra = (ours or {}).get(key)
+        if extra:
+            base = extra["baselines"]
+            details.append(
+                f"| dev set, {name} slice (tuning data, no goal) | {cell(extra['ours'])} "
+                f"| {cell(base.get('0.80'))} | {cell(base.get('0.90'))} | - | - |"
+            )
     categories = (ours or {}).get("dev", {}).get("categories")
     peer_categories = ((peer or {}).get("dev", {}).get("by_threshold", {}).get("0.80") or {}).get(
         "categories", {}
@@ -523,6 +524,51 @@ def savings(details: list[str]) -> list[Row]:
     ]
 
 
+def contextual(details: list[str]) -> list[Row]:
+    goal = "0 answers from another conversation (scope rule)"
+    data = load("contextual")
+    if data is None:
+        return [missing("Contextual follow-ups", goal, "contextual")]
+    systems = data["systems"]
+
+    def leaked(name: str) -> int:
+        return sum(c["other conversation"] for c in systems[name].values())
+
+    lookups = sum(c["lookups"] for c in next(iter(systems.values())).values())
+    ours_name = next(name for name in systems if name.startswith("ours"))
+    peers = [name for name in systems if name != ours_name]
+    details += [
+        "### Contextual follow-ups",
+        "",
+        f"`bench_contextual.py`: MeanCache's {data['conversations']} two-turn conversations cached "
+        "as a chat caches them; each follow-up replayed in its own conversation, after "
+        f'{data["contexts_per_follow_up"]} other conversations, and as a first turn. "another '
+        "question's\": same earlier turns, another question (a semantic hit, right for a "
+        'paraphrase); "another conversation\'s": an answer given after other earlier turns.',
+        "",
+        "| system | lookups | own answer | another question's | another conversation's | miss |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for name, by_kind in systems.items():
+        for kind, c in by_kind.items():
+            details.append(
+                f"| {name} | {kind} ({c['lookups']:,}) | {c['own']} | {c['other question']} "
+                f"| {c['other conversation']} | {c['miss']} |"
+            )
+    details.append("")
+    return [
+        row(
+            f"Contextual follow-ups (MeanCache, {lookups:,} lookups)",
+            f"{leaked(ours_name)} answers from another conversation",
+            "; ".join(f"{name}: {leaked(name):,}" for name in peers),
+            "-",
+            goal,
+            leaked(ours_name) == 0,
+            f"{leaked(ours_name)}",
+        )
+    ]
+
+
 SECTIONS: tuple[Callable[[list[str]], list[Row]], ...] = (
     router_overhead,
     streaming,
@@ -531,6 +577,7 @@ SECTIONS: tuple[Callable[[list[str]], list[Row]], ...] = (
     scale,
     concurrency,
     quality,
+    contextual,
     savings,
 )
 

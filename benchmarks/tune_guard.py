@@ -1,6 +1,6 @@
 """Fit the guard's logistic score (``SCORE_WEIGHTS`` in ``cache/guard.py``) offline.
 
-Training data: the MeanCache QQP *validation* split and the project's dev set (both slices), restricted to the
+Training data: the MeanCache QQP *validation* split and the project's dev set (all three slices), restricted to the
 pairs the score actually sees (cosine >= ``--min-cosine`` and accepted by every rule check).
 Never the QQP test split or the GPTCache data. Prints the weights to paste into the module and
 the precision/recall of a few ``min_score`` values on the training data.
@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_quality import DEFAULT_SHARED, STATEMENTS, Pairs, load_devset, load_qqp
+from bench_quality import DEFAULT_SHARED, FOCUS, STATEMENTS, Pairs, load_devset, load_qqp
 
 from llm_cache_router_integrations.cache.guard import (
     GuardConfig,
@@ -50,17 +50,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--C", type=float, default=1.0)
     args = parser.parse_args(argv)
 
-    val, questions, statements = (
-        load_qqp(args.shared, "val"),
-        load_devset(),
-        load_devset(STATEMENTS),
-    )
+    val = load_qqp(args.shared, "val")
+    slices = [load_devset(), load_devset(STATEMENTS), load_devset(FOCUS)]
     dev = Pairs(
-        questions.a + statements.a,
-        questions.b + statements.b,
-        np.concatenate([questions.labels, statements.labels]),
-        np.concatenate([questions.similarity, statements.similarity]),
-        questions.categories + statements.categories,
+        [a for s in slices for a in s.a],
+        [b for s in slices for b in s.b],
+        np.concatenate([s.labels for s in slices]),
+        np.concatenate([s.similarity for s in slices]),
+        [c for s in slices for c in s.categories],
     )
     iv, fv = rule_pass(val, args.min_cosine)
     idev, fdev = rule_pass(dev, args.min_cosine)

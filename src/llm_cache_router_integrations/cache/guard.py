@@ -381,6 +381,10 @@ _SYNONYM_GROUPS: tuple[tuple[str, ...], ...] = tuple(
     reason cause causes reasons
     meaning mean means definition define
     purpose role goal aim objective
+    main primary principal chief mainly primarily chiefly principally
+    nicknamed known dubbed
+    born birthplace
+    opposite antonym
     store save keep
     sign symptom
     illness disease sickness
@@ -503,6 +507,16 @@ _QUANTITY_AFTER_HOW = _words("""many much long often far old big tall large smal
     cheap hot cold soon early late frequently""")
 _DURATION_AFTER_HOW = frozenset({"long", "soon", "often", "frequently", "early", "late"})
 _TIME_NOUNS = _words("time year date day month hour age decade century season")
+_NOT_A_KIND_NOUN = _words("""is are was were be been do does did can could should would will shall may might
+    must has have had of the a an to in on at by for from with about as if i you we they he she it
+    me us them my your our their his her its this that these those there here else exactly kind
+    kinds type types sort sorts happens happened happen makes made make causes caused cause one
+    ones""")
+_THING = frozenset({"person", "place", "thing", "definition", "manner", "reason"})
+_KIND_TYPES = {noun: _THING | {"quantity"} for noun in _words("number amount percentage size")}
+"""``what`` / ``which`` + a noun asks for a person, place or thing ("Which countries signed...",
+"What book introduced..."): compatible with who / where / how / why, not with when or how many
+(unless the noun is a number or an amount)."""
 
 _DIRECTION_MARKERS = frozenset({"to", "into", "towards", "->", "→"})
 
@@ -572,8 +586,17 @@ _PHRASE_RULES: tuple[tuple[tuple[str, ...], str, str | Callable[[str], str]], ..
     (("what time",), r"\bwhat time\b", "when"),
     (("in which year",), r"\bin which year\b", "when"),
     (("what year",), r"\bwhat year\b", "when"),
-    (("in what country",), r"\bin what country\b", "where"),
-    (("in which country",), r"\bin which country\b", "where"),
+    (
+        ("in what", "in which"),
+        r"\bin (?:what|which) (?:country|city|town|place|state|region|continent|location)\b",
+        "where",
+    ),
+    (("stand for", "stands for"), r"\bstands? for\b", "abbreviation for"),
+    (
+        ("in the world", "whole world", "on earth", "planet earth", "on the planet"),
+        r"\b(?:in the (?:whole )?world|on (?:planet )?earth|on the planet)\b",
+        " ",
+    ),
     (("how do you say",), r"\bhow do you say\b", "translate"),
     (("how to say",), r"\bhow to say\b", "translate"),
     (("what is the difference",), r"\bwhat is the difference\b", "difference"),
@@ -692,16 +715,16 @@ _ORDINAL_SUFFIXES = frozenset({"st", "nd", "rd", "th"})
 # the score: a logistic model over pair features, fitted offline (see benchmarks/tune_guard.py)
 
 SCORE_WEIGHTS: dict[str, float] = {
-    "bias": -7.0463,
-    "similarity": 11.2830,
-    "unmatched_frac": -1.1629,
-    "unmatched_max": -0.0488,
-    "unmatched_min": 0.4100,
-    "swap": -0.1701,
-    "pure_swap": -0.1845,
-    "pure_extra": -0.5127,
-    "jaccard": -1.3165,
-    "length_ratio": -0.4456,
+    "bias": -9.5149,
+    "similarity": 13.7944,
+    "unmatched_frac": -0.5149,
+    "unmatched_max": -0.0349,
+    "unmatched_min": 0.3921,
+    "swap": -0.1001,
+    "pure_swap": -0.3110,
+    "pure_extra": -0.6946,
+    "jaccard": -1.0851,
+    "length_ratio": -0.3720,
 }
 """Weights of the logistic score ``sigmoid(bias + sum(weight * feature))``; the feature names are
 those returned by :func:`pair_features`. Fitted offline on the MeanCache QQP *validation* split
@@ -1153,6 +1176,8 @@ def _question_types(words: tuple[str, ...], text: str) -> frozenset[str]:
                 found.add("time")
             elif nxt in {"for"} and i + 2 >= n:
                 found.add("reason")
+            elif nxt and nxt not in _NOT_A_KIND_NOUN:
+                found.update(_KIND_TYPES.get(nxt, _THING))
     if _DEFINITION_RE.search(text):
         found.add("definition")
     return frozenset(found)
