@@ -64,12 +64,10 @@ class Conversation:
 
 @dataclass(frozen=True)
 class Lookup:
-    """One lookup: the messages sent and the conversation whose history they carry (-1: none)."""
+    """One lookup: its kind (replay, other conversation, first turn) and the messages sent."""
 
     kind: str
     messages: Messages
-    asked: int
-    context: int
 
 
 def load(shared: Path) -> list[Conversation]:
@@ -101,17 +99,14 @@ def lookups(conversations: list[Conversation], contexts: int) -> list[Lookup]:
     n = len(conversations)
     for i, c in enumerate(conversations):
         ask = {"role": "user", "content": c.follow_up}
-        out.append(Lookup("replay", [*c.history(), ask], i, i))
+        out.append(Lookup("replay", [*c.history(), ask]))
         others = [
-            j
-            for j in (i + step for step in range(1, n))
-            if conversations[j % n].history() != c.history()
+            other.history()
+            for other in (conversations[(i + step) % n] for step in range(1, n))
+            if other.history() != c.history()
         ][:contexts]
-        out.extend(
-            Lookup("other conversation", [*conversations[j % n].history(), ask], i, j % n)
-            for j in others
-        )
-        out.append(Lookup("first turn", [ask], i, -1))
+        out.extend(Lookup("other conversation", [*history, ask]) for history in others)
+        out.append(Lookup("first turn", [ask]))
     return out
 
 

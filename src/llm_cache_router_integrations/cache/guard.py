@@ -1144,8 +1144,9 @@ def _is_entity(token: str, initial: bool, lower: str) -> bool:
 
 
 def _question_types(words: tuple[str, ...], text: str) -> frozenset[str]:
-    """Question-word classes: manner, reason, time, place, person, quantity (``what``/``which``
-    and yes/no questions are compatible with everything and yield nothing)."""
+    """Question-word classes: manner, reason, time, place, person, quantity, definition. A bare
+    ``what`` and yes/no questions are compatible with everything and yield nothing; ``what`` /
+    ``which`` + a noun yields every class but time and quantity (see :data:`_THING`)."""
     found: set[str] = set()
     n = len(words)
     for i, word in enumerate(words):
