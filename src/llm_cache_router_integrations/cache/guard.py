@@ -728,7 +728,7 @@ SCORE_WEIGHTS: dict[str, float] = {
 }
 """Weights of the logistic score ``sigmoid(bias + sum(weight * feature))``; the feature names are
 those returned by :func:`pair_features`. Fitted offline on the MeanCache QQP *validation* split
-and both slices of the project's dev set (never on a test split)."""
+and the three slices of the project's dev set (never on a test split)."""
 
 
 # --------------------------------------------------------------------------------------------
