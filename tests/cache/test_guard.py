@@ -125,6 +125,9 @@ REJECT = [
         "Summarize this article about climate change.",
         "Translate this article about climate change.",
     ),
+    # "in which city" / "in which country" keep their noun; "known for" is not "known as"
+    ("substitution", "In which country is the Eiffel Tower?", "In which city is the Eiffel Tower?"),
+    ("substitution", "What is Paris known for?", "What is Paris nicknamed?"),
     # "what/which + noun" asks for a person, place or thing, not a date or an amount
     ("task", "When was the Treaty of Paris signed?", "Which countries signed the Treaty of Paris?"),
     ("task", "How many moons does Jupiter have?", "Which moon of Jupiter is the largest?"),
@@ -141,6 +144,7 @@ ACCEPT = [
     ("Where was Marie Curie born?", "In which city was Marie Curie born?"),
     ("What does HTTP stand for?", "What is HTTP an abbreviation for?"),
     ("What is the fastest animal in the world?", "What is the fastest animal on Earth?"),
+    ("Why is Chicago known as the Windy City?", "Why is Chicago nicknamed the Windy City?"),
     ("How many calories are in 2 eggs?", "How many calories are in two eggs?"),
     ("How much is $1,000 in euros?", "How much is $1000 in euros?"),
     ("Set a timer for twenty five minutes", "Set a timer for 25 minutes"),

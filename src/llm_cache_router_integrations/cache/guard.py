@@ -382,7 +382,7 @@ _SYNONYM_GROUPS: tuple[tuple[str, ...], ...] = tuple(
     meaning mean means definition define
     purpose role goal aim objective
     main primary principal chief mainly primarily chiefly principally
-    nicknamed known dubbed
+    nicknamed dubbed
     born birthplace
     opposite antonym
     store save keep
@@ -588,10 +588,11 @@ _PHRASE_RULES: tuple[tuple[tuple[str, ...], str, str | Callable[[str], str]], ..
     (("what year",), r"\bwhat year\b", "when"),
     (
         ("in what", "in which"),
-        r"\bin (?:what|which) (?:country|city|town|place|state|region|continent|location)\b",
-        "where",
+        r"\bin (?:what|which) (country|city|town|place|state|region|continent|location)\b",
+        r"where \1",
     ),
     (("stand for", "stands for"), r"\bstands? for\b", "abbreviation for"),
+    (("known as",), r"\bknown as\b", "nicknamed"),
     (
         ("in the world", "whole world", "on earth", "planet earth", "on the planet"),
         r"\b(?:in the (?:whole )?world|on (?:planet )?earth|on the planet)\b",
