@@ -1,6 +1,7 @@
 """Quality benchmark of the semantic cache's match decision: cosine threshold + verification guard.
 
-Four datasets, each compared with plain all-MiniLM-L6-v2 cosine baselines:
+Five datasets (three of them slices of the dev set), each compared with plain all-MiniLM-L6-v2
+cosine baselines:
 
 * **dev set** (``benchmarks/data/devset.jsonl``): the project's labelled pairs, paraphrases and
   hard negatives (numbers, negation, entity, direction, task, unrelated-similar). A pair is a hit
@@ -68,8 +69,9 @@ ROOT = HERE.parent
 CACHE_DIR = HERE / ".cache"
 DEVSET = HERE / "data" / "devset.jsonl"
 STATEMENTS = HERE / "data" / "devset_statements.jsonl"
-FOCUS = HERE / "data" / "devset_focus.jsonl"
 """The dev set's declarative-statement slice (longer, reworded texts)."""
+FOCUS = HERE / "data" / "devset_focus.jsonl"
+"""The dev set's same-topic slice (another facet of one subject vs a reworded question)."""
 DEFAULT_SHARED = ROOT.parent / "shared" / "datasets"
 DEFAULT_THRESHOLD = 0.80
 """The recommended ``CacheConfig.threshold`` when the guard is on (see docs/cache-guard.md)."""

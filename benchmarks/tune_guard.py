@@ -1,8 +1,8 @@
 """Fit the guard's logistic score (``SCORE_WEIGHTS`` in ``cache/guard.py``) offline.
 
-Training data: the MeanCache QQP *validation* split and the project's dev set (all three slices), restricted to the
-pairs the score actually sees (cosine >= ``--min-cosine`` and accepted by every rule check).
-Never the QQP test split or the GPTCache data. Prints the weights to paste into the module and
+Training data: the MeanCache QQP *validation* split and the project's dev set (all three slices),
+restricted to the pairs the score actually sees (cosine >= ``--min-cosine`` and accepted by every
+rule check). Never the QQP test split, the GPTCache data or the contextual queries. Prints the weights to paste into the module and
 the precision/recall of a few ``min_score`` values on the training data.
 
 Run: ``.venv/bin/python benchmarks/tune_guard.py``

@@ -716,16 +716,16 @@ _ORDINAL_SUFFIXES = frozenset({"st", "nd", "rd", "th"})
 # the score: a logistic model over pair features, fitted offline (see benchmarks/tune_guard.py)
 
 SCORE_WEIGHTS: dict[str, float] = {
-    "bias": -9.5149,
-    "similarity": 13.7944,
-    "unmatched_frac": -0.5149,
-    "unmatched_max": -0.0349,
-    "unmatched_min": 0.3921,
-    "swap": -0.1001,
-    "pure_swap": -0.3110,
-    "pure_extra": -0.6946,
-    "jaccard": -1.0851,
-    "length_ratio": -0.3720,
+    "bias": -9.4505,
+    "similarity": 13.7664,
+    "unmatched_frac": -0.5752,
+    "unmatched_max": -0.0488,
+    "unmatched_min": 0.4235,
+    "swap": -0.1206,
+    "pure_swap": -0.3072,
+    "pure_extra": -0.6798,
+    "jaccard": -1.1289,
+    "length_ratio": -0.3619,
 }
 """Weights of the logistic score ``sigmoid(bias + sum(weight * feature))``; the feature names are
 those returned by :func:`pair_features`. Fitted offline on the MeanCache QQP *validation* split
