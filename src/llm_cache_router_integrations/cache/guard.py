@@ -28,7 +28,8 @@ sequence of *checks*; the first that fails rejects the pair and names itself in
     "from B to A", "convert X to Y" / "convert Y to X", "A faster than B" / "B faster than A").
 ``task``
     different tasks on the same topic (summarize / translate / explain / write...) or
-    incompatible question words (how / why / when / where / who / how many / what-is).
+    incompatible question words (how / why / when / where / who / how many / what-is; "which
+    countries signed..." asks for a thing, not a date or an amount).
 ``substitution``
     exactly one content word replaced by an unrelated one in the same slot, everything else
     equal ("reset my password" / "reset my username", "train a cat" / "train a dog").
