@@ -145,6 +145,16 @@ def make_entries(start: int, stop: int) -> Iterator[Any]:
         )
 
 
+async def single_put_rate(backend: Any, args: argparse.Namespace, n: int) -> float:
+    """Puts per second of ``--single-puts`` entries one at a time into a backend holding ``n``
+    (an engine stores one answer at a time)."""
+    extra = chunk_vectors(args.seed, 10_000_000, args.single_puts, args.dim, args.data)
+    t0 = time.perf_counter()
+    for item, vector in zip(make_entries(n, n + args.single_puts), extra, strict=True):
+        await backend.put(item, vector)
+    return args.single_puts / (time.perf_counter() - t0)
+
+
 async def measure_search(
     backend: Any, near: np.ndarray, randoms: np.ndarray, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -271,13 +281,7 @@ async def run_size(args: argparse.Namespace, n: int) -> dict[str, Any]:
     recall = float(np.mean(np.asarray(top1[:checked]) == truth)) if checked else None
     source_hits = float(np.mean(np.asarray(top1) == sources))
 
-    # Single puts into the loaded partition (an engine stores one answer at a time).
-    extra = chunk_vectors(args.seed, 10_000_000, args.single_puts, args.dim, args.data)
-    extra_entries = make_entries(n, n + args.single_puts)
-    t0 = time.perf_counter()
-    for item, vector in zip(extra_entries, extra, strict=True):
-        await backend.put(item, vector)
-    single_rate = args.single_puts / (time.perf_counter() - t0)
+    single_rate = await single_put_rate(backend, args, n)
 
     return {
         "entries": n,
@@ -390,12 +394,7 @@ async def run_redis_size(args: argparse.Namespace, n: int) -> dict[str, Any]:
         searched = await measure_search(backend, near, randoms, args)
         top1 = searched.pop("top1")
         source_hits = float(np.mean(np.asarray(top1) == sources))
-        extra = chunk_vectors(args.seed, 10_000_000, args.single_puts, args.dim, args.data)
-        extra_entries = make_entries(n, n + args.single_puts)
-        t0 = time.perf_counter()
-        for item, vector in zip(extra_entries, extra, strict=True):
-            await backend.put(item, vector)
-        single_rate = args.single_puts / (time.perf_counter() - t0)
+        single_rate = await single_put_rate(backend, args, n)
         await backend.aclose()
     finally:
         server.__exit__(None, None, None)  # stops it and removes its directory

@@ -39,6 +39,9 @@ __all__ = ["CacheEngine", "CacheHit", "CacheStats", "EmbeddingEncoder", "Verifie
 
 logger = logging.getLogger(__name__)
 
+_Answer = tuple[str | None, tuple[tuple[str, str], ...]]
+"""What a hit would answer: the text and the tool calls (name, arguments)."""
+
 
 class EmbeddingEncoder(Protocol):
     """What the engine needs from an encoder (see :mod:`.embeddings`)."""
@@ -296,10 +299,13 @@ class CacheEngine:
         rejections = ambiguous = 0
         hit: CacheHit | None = None
         ranked = [(c, s) for c, s in candidates if c.scope == key.scope]  # defence in depth
+        answers: list[_Answer] = []  # each candidate's answer, once, when the margin needs them
         for index, (candidate, similarity) in enumerate(ranked):
             if similarity < self.config.threshold:
                 break
-            if self._ambiguous(ranked, index):
+            if self.config.ambiguity_margin > 0 and not answers:
+                answers = [_answer_of(c) for c, _ in ranked]
+            if answers and self._ambiguous(ranked, answers, index):
                 ambiguous += 1
                 continue
             if self.guard is not None and not (
@@ -319,21 +325,19 @@ class CacheEngine:
         )
         return hit
 
-    def _ambiguous(self, ranked: list[tuple[CacheEntry, float]], index: int) -> bool:
+    def _ambiguous(
+        self, ranked: list[tuple[CacheEntry, float]], answers: list[_Answer], index: int
+    ) -> bool:
         """Whether another cached query with a different answer is about as near as ``index``.
 
         The nearest candidate must be nearer than every other one that answers differently by
         at least ``ambiguity_margin`` (a ratio test): a query close to two different cached
         questions is ambiguous, and serving either answer is a guess.
         """
-        margin = self.config.ambiguity_margin
-        if margin <= 0:
-            return False
-        entry, similarity = ranked[index]
-        answer = _answer_of(entry)
+        similarity = ranked[index][1] - self.config.ambiguity_margin
         return any(
-            other_similarity > similarity - margin and _answer_of(other) != answer
-            for position, (other, other_similarity) in enumerate(ranked)
+            other_similarity > similarity and answers[position] != answers[index]
+            for position, (_, other_similarity) in enumerate(ranked)
             if position != index
         )
 
@@ -436,7 +440,7 @@ class CacheEngine:
         await self.backend.aclose()
 
 
-def _answer_of(entry: CacheEntry) -> tuple[str | None, tuple[tuple[str, str], ...]]:
+def _answer_of(entry: CacheEntry) -> _Answer:
     """What a hit on ``entry`` would answer: its text and tool calls (usage and timing aside)."""
     response = entry.response
     calls = tuple((c.function.name, c.function.arguments) for c in response.tool_calls)
