@@ -214,3 +214,59 @@ def test_options_are_validated() -> None:
     with pytest.raises(ConfigurationError):
         QdrantBackend(max_entries=0)
     assert QdrantBackend().local and QdrantBackend(url="http://localhost:6333").local is False
+
+
+async def test_expired_entry_is_evicted_before_a_live_one() -> None:
+    store = QdrantBackend(max_entries=2)
+    for key in ("x", "y", "z"):  # the first eviction (of x) also sweeps expired entries
+        await store.put(make_entry(key), vec(1, 0, 0))
+    await store.put(make_entry("short", ttl=0.2), vec(1, 0, 0))  # evicts y
+    await asyncio.sleep(0.3)  # short has expired but still holds a slot
+    await store.put(make_entry("new"), vec(1, 0, 0))
+    assert await store.get("z") is not None  # the live entry stays; the expired one went
+    assert sorted([e.exact async for e, _ in store.entries()]) == ["new", "z"]
+    assert await store.size() == 2
+    await store.aclose()
+
+
+async def test_entries_are_least_recently_used_first_and_survive_import(
+    tmp_path: Path,
+) -> None:
+    source = QdrantBackend(collection="source", max_entries=12)
+    names = [f"k{i:02d}" for i in range(12)]
+    for i, name in enumerate(names):  # point ids (uuid5) are in another order than the names
+        await source.put(make_entry(name, ttl=3600 if i % 2 else None), vec(1, i, 0))
+    assert await source.get("k00") is not None
+    assert [e.exact async for e, _ in source.entries()] == [*names[1:], "k00"]
+
+    path = tmp_path / "export.jsonl"
+    exporter = CacheEngine(CacheConfig(ttl=None), backend=source, guard=False)
+    assert await exporter.export_jsonl(path) == 12
+    target = QdrantBackend(collection="target", max_entries=12)
+    importer = CacheEngine(CacheConfig(ttl=None), backend=target, guard=False)
+    assert await importer.import_jsonl(path) == (12, 0)
+    await target.put(make_entry("new"), vec(0, 0, 1))  # evicts the least recently used: k01
+    assert [e.exact async for e, _ in target.entries()] == [*names[2:], "k00", "new"]
+    await source.aclose()
+    await target.aclose()
+
+
+async def test_scroll_by_last_access_pages_through_equal_stamps(backend: QdrantBackend) -> None:
+    # The server-mode order of entries(): Qdrant's ordered scroll pages with an inclusive
+    # start_from, so equal last_access values across page boundaries must neither repeat nor stall.
+    names = [f"p{i}" for i in range(9)]
+    for name in names:
+        await backend.put(make_entry(name), vec(1, 0, 0))
+    stamps = [1.0, 2.0, 2.0, 2.0, 2.0, 2.0, 3.0, 3.0, 4.0]
+    for name, stamp in zip(reversed(names), stamps, strict=True):
+        await backend.client().set_payload(
+            backend.collection, payload={"last_access": stamp}, points=[point_id(name)]
+        )
+    ordered = [
+        str((record.payload or {})["exact"])
+        async for record in backend._by_last_access(None, page=2)
+    ]
+    assert len(ordered) == len(set(ordered)) == 9
+    assert ordered[0] == "p8" and ordered[-1] == "p0"
+    assert set(ordered[1:6]) == {"p7", "p6", "p5", "p4", "p3"}
+    assert set(ordered[6:8]) == {"p2", "p1"}

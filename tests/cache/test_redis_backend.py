@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -12,7 +14,12 @@ import numpy as np
 import pytest
 import redis.asyncio as aioredis
 
-from llm_cache_router_integrations.cache.backends.redis import RedisBackend, escape_tag
+from llm_cache_router_integrations.cache.backends.redis import (
+    RedisBackend,
+    _redact,
+    escape_tag,
+    tag_value,
+)
 from llm_cache_router_integrations.cache.config import CacheConfig
 from llm_cache_router_integrations.cache.engine import CacheEngine
 from llm_cache_router_integrations.cache.errors import (
@@ -307,3 +314,105 @@ async def test_outage_raises_quickly_and_recovers() -> None:
         hit = await engine.lookup(ask("hello there"))
         assert hit is not None and hit.kind == "exact"
         await store.aclose()
+
+
+@pytest.mark.parametrize(
+    ("url", "redacted"),
+    [
+        ("redis://:s3cr@tPa55word@h:6379/0", "redis://:***@h:6379/0"),
+        ("redis://user:s3cr@tPa55word@h:6379/0", "redis://user:***@h:6379/0"),
+        ("redis://svc@corp.com:TopSecret@h:6379/0", "redis://svc@corp.com:***@h:6379/0"),
+        ("redis://:pa:ss@h/0", "redis://:***@h/0"),
+        ("redis://s3cr3t@h/0", "redis://***@h/0"),
+        ("rediss://default:abc@[::1]:1/0", "rediss://default:***@[::1]:1/0"),
+        ("unix:///tmp/r.sock?db=0&password=s3cr3t", "unix:///tmp/r.sock?db=0&password=***"),
+        ("redis://h:6379/0?Pass%77ord=s3cr3t", "redis://h:6379/0?Pass%77ord=***"),
+        ("redis://localhost:6379/0", "redis://localhost:6379/0"),
+    ],
+)
+def test_redact_hides_the_password_as_redis_py_parses_it(url: str, redacted: str) -> None:
+    assert _redact(url) == redacted
+
+
+async def test_error_message_never_shows_a_password_with_at_signs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    password = "s3cr@tPa55word"
+    with RedisServer(modules=False) as server:
+        admin = aioredis.Redis.from_url(server.url)
+        await admin.config_set("requirepass", password)
+        await admin.aclose()
+        url = f"redis://:{password}@127.0.0.1:{server.port}/0"
+        store = RedisBackend(url, prefix=unique_prefix())
+        await store.put(make_entry("a"))  # redis-py splits at the last '@': authenticated
+        assert await store.get("a") is not None
+        with pytest.raises(VectorSearchUnavailableError) as caught:
+            await store.search("scope-1", vec(1, 0, 0))
+        assert "Pa55word" not in str(caught.value) and "s3cr" not in str(caught.value)
+        assert f"redis://:***@127.0.0.1:{server.port}/0" in str(caught.value)
+        await store.aclose()
+        fresh = RedisBackend(url, prefix=unique_prefix())  # not asked yet: the engine tries FT.*
+        engine = CacheEngine(
+            CacheConfig(ttl=None), backend=fresh, encoder=FixedEncoder(), guard=False
+        )
+        with caplog.at_level(logging.WARNING):
+            assert await engine.lookup(ask("hello there")) is None
+        assert "query engine" in caplog.text and "Pa55word" not in caplog.text
+        await fresh.aclose()
+
+
+async def test_pools_of_closed_event_loops_are_released(redis_url: str) -> None:
+    admin = aioredis.Redis.from_url(redis_url)
+
+    async def clients(at_most: int) -> int:
+        """The connected clients, polled until there are at most ``at_most`` (or 5 s passed)."""
+        deadline = time.monotonic() + 5
+        count = int((await admin.info("clients"))["connected_clients"])
+        while count > at_most and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            count = int((await admin.info("clients"))["connected_clients"])
+        return count
+
+    store = RedisBackend(redis_url, prefix=unique_prefix())
+    await store.put(make_entry("a"), vec(1, 0, 0))  # this (still running) loop's pool
+    before = await clients(10_000)
+
+    def many_loops() -> int:
+        found = 0
+        for _ in range(12):  # each asyncio.run() is a new loop, closed when it returns
+            found += asyncio.run(store.get("a")) is not None
+        return found
+
+    assert await asyncio.to_thread(many_loops) == 12
+    assert await clients(before + 1) <= before + 1  # at most the last closed loop's pool
+    assert await store.get("a") is not None  # the running loop's pool was kept and still works
+    await store.aclose()  # also shuts down the last closed loop's pool
+    assert await clients(before - 1) <= before - 1
+    await admin.aclose()
+
+
+async def test_scopes_a_tag_cannot_hold_still_match(backend: RedisBackend) -> None:
+    scopes = ["a,b", "a", "b", " lead", "trail ", "a\u00a0b", "", "ab\n", "a b", "x|y"]
+    scopes.append(tag_value("a,b"))  # a scope shaped like a digest marker gets its own
+    for i, scope in enumerate(scopes):
+        await backend.put(make_entry(f"e{i}", scope=scope), vec(1, 0, 0.01 * i))
+    for i, scope in enumerate(scopes):
+        found = await backend.search(scope, vec(1, 0, 0), k=len(scopes))
+        assert [e.exact for e, _ in found] == [f"e{i}"], repr(scope)
+    # 'a,b' is not indexed under 'a', so it cannot take the only slot of a k=1 search for 'a'
+    found = await backend.search("a", vec(1, 0, 0), k=1)
+    assert [e.exact for e, _ in found] == ["e1"]
+
+
+async def test_tag_safe_scopes_are_indexed_unchanged(
+    backend: RedisBackend, raw: aioredis.Redis
+) -> None:
+    hex_scope = hashlib.sha256(b"what the engine uses").hexdigest()
+    await backend.put(make_entry("hex", scope=hex_scope), vec(1, 0, 0))
+    await backend.put(make_entry("comma", scope="a,b"), vec(1, 0, 0))
+    # entries written before the change (hex scopes) have the same hash and keep matching
+    assert await raw.hget(f"{backend.prefix}:entry:hex", "scope") == hex_scope.encode()
+    digest = "h-" + hashlib.sha256(b"a,b").hexdigest()
+    assert await raw.hget(f"{backend.prefix}:entry:comma", "scope") == digest.encode()
+    assert [e.exact for e, _ in await backend.search(hex_scope, vec(1, 0, 0))] == ["hex"]
+    assert tag_value("a-b.c:d_e") == "a-b.c:d_e"

@@ -27,9 +27,14 @@ Modes:
   local mode stores points with ``pickle`` in its own SQLite file: open only directories this
   application wrote.
 
-Expired entries are filtered out of every read and swept (at most every 30 s) when eviction is
-needed and on :meth:`QdrantBackend.size`; eviction deletes the least recently used entries beyond
-``max_entries`` after each ``put``.
+Expired entries are filtered out of every read and deleted on :meth:`QdrantBackend.size` and
+whenever a ``put`` finds the collection beyond ``max_entries``: expired entries go first, then the
+least recently used ones beyond ``max_entries`` (local mode keeps the expiry times in memory, so
+this needs no scan; server mode deletes them with one indexed filter).
+
+:meth:`QdrantBackend.entries` yields the least recently used entry first (server mode: ordered by
+``last_access``; local mode: the in-memory recency order), so an export replayed by an import keeps
+the LRU order.
 """
 
 from __future__ import annotations
@@ -65,7 +70,6 @@ logger = logging.getLogger(__name__)
 _VECTOR = "dense"
 _NAMESPACE = uuid.UUID("6f1c1c55-3c1d-5d55-9a55-6c6c6d636163")
 _PAGE = 256
-_PURGE_INTERVAL = 30.0
 _SAVE_EVERY = 1000
 
 
@@ -120,10 +124,12 @@ class QdrantBackend:
         self._ready = False
         self._has_vectors = False
         self._last_access = 0.0
-        self._next_purge = 0.0
         # Local mode only (one writer by construction): point ids, least recently used first, so
         # eviction needs no scan; loaded from ``last_access`` on first use.
         self._recency: OrderedDict[str, None] | None = None
+        # Local mode: point id -> expires_at of the entries with a TTL (loaded with _recency), so
+        # eviction finds the expired entries without a scan.
+        self._expiring: dict[str, float] = {}
         # Local mode: read times not written to the points (see _touch), saved beside the
         # storage directory's collection as JSON on close and every _SAVE_EVERY reads.
         self._accessed: dict[str, float] = {}
@@ -292,6 +298,7 @@ class QdrantBackend:
                 )
                 for pid in ids:
                     self._accessed.pop(str(pid), None)
+                    self._expiring.pop(str(pid), None)
                     if self._recency is not None:
                         self._recency.pop(str(pid), None)
 
@@ -305,7 +312,7 @@ class QdrantBackend:
 
     async def _local_recency(self) -> OrderedDict[str, None]:
         if self._recency is None:
-            records = [r async for r in self._scroll(None, payload=["last_access"])]
+            records = [r async for r in self._scroll(None, payload=["last_access", "expires_at"])]
             with self._guard():
                 for pid, stamp in self._load_access_times().items():
                     self._accessed[pid] = max(stamp, self._accessed.get(pid, 0.0))
@@ -317,7 +324,14 @@ class QdrantBackend:
                 return max(written, accessed.get(str(record.id), 0.0))
 
             records.sort(key=last_access)
-            self._recency = OrderedDict((str(r.id), None) for r in records)
+            expiring: dict[str, float] = {}
+            for record in records:
+                expires_at = (record.payload or {}).get("expires_at")
+                if isinstance(expires_at, int | float):
+                    expiring[str(record.id)] = float(expires_at)
+            with self._guard():
+                self._expiring = expiring
+                self._recency = OrderedDict((str(r.id), None) for r in records)
         return self._recency
 
     async def _touch(self, ids: list[str]) -> None:
@@ -470,24 +484,37 @@ class QdrantBackend:
         with self._guard():
             await client.upsert(self.collection, points=[point])
             self._accessed.pop(pid, None)  # the upsert wrote a newer last_access
+            if self.local:
+                if entry.expires_at is None:
+                    self._expiring.pop(pid, None)
+                else:
+                    self._expiring[pid] = entry.expires_at
         self._used([pid])
         if self.max_entries is not None:
             await self._evict(self.max_entries)
 
     async def _evict(self, limit: int) -> None:
-        """Delete the least recently used entries beyond ``limit`` (expired ones first)."""
+        """Delete the least recently used entries beyond ``limit`` (expired ones first).
+
+        Nothing is scanned while the collection is within ``limit``; beyond it, the expired
+        entries are deleted before any live entry is evicted.
+        """
         if self.local:
-            if len(await self._local_recency()) > limit and self._purge_due():
-                await self._purge_expired()
             recency = await self._local_recency()
+            if len(recency) <= limit:
+                return
+            now = time.time()
+            with self._guard():
+                expired = [pid for pid, at in self._expiring.items() if at <= now]
+            await self._delete_ids(expired)
             with self._guard():
                 victims = list(itertools.islice(recency, max(0, len(recency) - limit)))
             await self._delete_ids(victims)
             return
+        if await self._count() <= limit:
+            return
+        await self._purge_expired()
         excess = await self._count() - limit
-        if excess > 0 and self._purge_due():
-            await self._purge_expired()
-            excess = await self._count() - limit
         if excess <= 0:
             return
         order = models.OrderBy(key="last_access", direction=models.Direction.ASC)
@@ -495,14 +522,6 @@ class QdrantBackend:
             self.collection, limit=excess, order_by=order, with_payload=False
         )
         await self._delete_ids([record.id for record in records])
-
-    def _purge_due(self) -> bool:
-        """Whether to sweep expired entries now (at most every ``_PURGE_INTERVAL`` seconds)."""
-        now = time.monotonic()
-        if now < self._next_purge:
-            return False
-        self._next_purge = now + _PURGE_INTERVAL
-        return True
 
     async def search(
         self, scope: str, vector: Vector, k: int = 4
@@ -586,6 +605,7 @@ class QdrantBackend:
         self._ready = False
         self._has_vectors = False
         self._recency = None
+        self._expiring = {}
         self._accessed.clear()
         target = self._access_file()
         if target is not None:
@@ -599,10 +619,12 @@ class QdrantBackend:
         return await self._count()
 
     async def entries(self) -> AsyncIterator[tuple[CacheEntry, Vector | None]]:
-        """See :class:`~.base.CacheBackend` (corrupt and expired entries are skipped)."""
+        """See :class:`~.base.CacheBackend`: least recently used first, so an import keeps the
+        LRU order (corrupt and expired entries are skipped)."""
         if not await self._exists():
             return
-        async for record in self._scroll(self._live(), with_vectors=True):
+        records = self._local_by_recency() if self.local else self._by_last_access(self._live())
+        async for record in records:
             payload = record.payload or {}
             exact = payload.get("exact")
             entry = self._parse(exact if isinstance(exact, str) else None, payload)
@@ -610,6 +632,59 @@ class QdrantBackend:
                 continue
             raw = record.vector.get(_VECTOR) if isinstance(record.vector, dict) else None
             yield entry, None if raw is None else np.asarray(raw, dtype=np.float32)
+
+    async def _local_by_recency(self) -> AsyncIterator[Any]:
+        """Local mode: every point with payload and vectors, in the recency order (LRU first)."""
+        recency = await self._local_recency()
+        with self._guard():
+            ids = list(recency)
+        client = self.client()
+        for start in range(0, len(ids), _PAGE):
+            batch = ids[start : start + _PAGE]
+            with self._guard():
+                found = await client.retrieve(
+                    self.collection, ids=batch, with_payload=True, with_vectors=True
+                )
+            by_id = {str(record.id): record for record in found}
+            for pid in batch:
+                if pid in by_id:
+                    yield by_id[pid]
+
+    async def _by_last_access(self, scroll_filter: Any, page: int = _PAGE) -> AsyncIterator[Any]:
+        """The points matching ``scroll_filter`` by ascending ``last_access`` (LRU first).
+
+        Qdrant pages an ordered scroll with ``start_from`` (inclusive) rather than an offset, so
+        each page starts at the last value seen and skips the points already yielded; the limit
+        grows by the number of points sharing that value, so equal stamps cannot stall the loop.
+        Points without ``last_access`` (never written by this backend) are not returned.
+        """
+        client = self.client()
+        seen: set[str] = set()
+        start: Any = None
+        at_start = 0
+        while True:
+            limit = page + at_start
+            order = models.OrderBy(
+                key="last_access", direction=models.Direction.ASC, start_from=start
+            )
+            with self._guard():
+                records, _ = await client.scroll(
+                    self.collection,
+                    scroll_filter=scroll_filter,
+                    limit=limit,
+                    order_by=order,
+                    with_payload=True,
+                    with_vectors=True,
+                )
+            for record in records:
+                if str(record.id) not in seen:
+                    seen.add(str(record.id))
+                    yield record
+            if len(records) < limit or records[-1].order_value is None:
+                return
+            last = records[-1].order_value
+            at_start = sum(1 for record in records if record.order_value == last)
+            start = last
 
     async def aclose(self) -> None:
         """Close the local client (releasing its directory lock) or the current loop's client.
@@ -625,6 +700,7 @@ class QdrantBackend:
                     await client.close()
             self._ready = False
             self._recency = None
+            self._expiring = {}
             self._accessed = {}
             return
         loop = asyncio.get_running_loop()

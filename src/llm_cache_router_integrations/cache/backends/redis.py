@@ -3,10 +3,11 @@
 Layout (``prefix`` defaults to ``llmcache``):
 
 * ``{prefix}:entry:{exact}`` — a HASH per entry with the fields ``entry`` (the entry as JSON,
-  validated when read back; no pickle), ``scope`` and ``namespace`` (TAG fields of the index),
-  ``query`` (plain text, for glob invalidation), ``vector`` (little-endian ``float32`` bytes, only
-  when the entry has a vector), ``created_at`` and ``expires_at``. An entry with ``expires_at``
-  gets a native TTL (``PEXPIRE``), so Redis drops it by itself.
+  validated when read back; no pickle), ``scope`` and ``namespace`` (TAG fields of the index;
+  ``scope`` holds :func:`tag_value` of the scope, see below), ``query`` (plain text, for glob
+  invalidation), ``vector`` (little-endian ``float32`` bytes, only when the entry has a vector),
+  ``created_at`` and ``expires_at``. An entry with ``expires_at`` gets a native TTL
+  (``PEXPIRE``), so Redis drops it by itself.
 * ``{prefix}:lru`` — a sorted set ``exact -> last access (µs)``, refreshed by :meth:`get` and by
   search results; :meth:`put` evicts the least recently used entries beyond ``max_entries``.
 * ``{prefix}:expiry`` — a sorted set ``exact -> expires_at (ms)`` so that entries Redis expired by
@@ -14,6 +15,11 @@ Layout (``prefix`` defaults to ``llmcache``):
 * ``{prefix}:idx`` — the Redis Query Engine index (``FT.CREATE ... ON HASH PREFIX 1
   {prefix}:entry: SCHEMA scope TAG namespace TAG vector VECTOR HNSW ... DISTANCE_METRIC COSINE``),
   created on the first ``put`` with a vector.
+
+Scopes in the index: the query engine splits TAG values on ``,`` and trims whitespace, so a scope
+is stored and queried as :func:`tag_value` — itself when it is TAG-safe (non-empty, only
+``[A-Za-z0-9_.:-]``; the engine's sha256-hex scopes always are), otherwise ``h-`` + its sha256 hex.
+Search re-checks the scope of every hit against the entry's JSON.
 
 Similarity: for ``DISTANCE_METRIC COSINE`` Redis returns the cosine *distance* ``1 - cos(a, b)``
 (in ``[0, 2]``); :meth:`RedisBackend.search` converts it back to cosine similarity with
@@ -26,7 +32,11 @@ without it exact-match caching keeps working and :meth:`RedisBackend.search` rai
 Every operation is bounded by ``socket_timeout`` with ``retries`` quick retries, so an outage
 raises within a few seconds (the cache engine turns the exception into a miss). One connection
 pool is kept per event loop, so the backend can be used from the router's sync portal loop and the
-caller's loop at the same time.
+caller's loop at the same time; the pools of loops that were closed (e.g. each ``asyncio.run``)
+are shut down and dropped when a new loop first uses the backend and on :meth:`RedisBackend.aclose`.
+
+URLs in messages go through :func:`_redact`, which hides the password (of the userinfo, split at
+the last ``@`` as redis-py does, and of a ``password=`` query argument).
 
 Eviction and pruning run in Lua scripts that build key names from ``prefix``, so the backend
 targets a standalone Redis (or a cluster where every key of the prefix shares a hash slot, e.g.
@@ -38,14 +48,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import hashlib
 import math
 import re
+import socket
 import threading
 import time
-import weakref
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 import numpy as np
 import redis.asyncio as aioredis
@@ -58,9 +70,11 @@ from ..entry import CacheEntry
 from ..errors import CacheBackendError, VectorSearchUnavailableError
 from .base import Vector, unit_vector
 
-__all__ = ["RedisBackend", "escape_tag"]
+__all__ = ["RedisBackend", "escape_tag", "tag_value"]
 
 _TAG_SPECIAL = frozenset(",.<>{}[]\"':;!@#$%^&*()-+=~|/\\?`")
+_TAG_SAFE = re.compile(r"[A-Za-z0-9_.:\-]+")
+_TAG_DIGEST = re.compile(r"h-[0-9a-f]{64}")
 _BATCH = 256
 
 # KEYS: lru, expiry. ARGV: entry key prefix, limit (-1: none), now (ms).
@@ -100,6 +114,19 @@ def escape_tag(value: str) -> str:
     return "".join(
         "\\" + char if char in _TAG_SPECIAL or char.isspace() else char for char in value
     )
+
+
+def tag_value(value: str) -> str:
+    """The TAG value under which a scope is indexed and queried (one function for both sides).
+
+    ``value`` itself when it is TAG-safe (non-empty, only ``[A-Za-z0-9_.:-]``), so existing
+    entries with such scopes (the engine's sha256-hex scopes) keep matching; otherwise ``h-`` + the
+    sha256 hex of its UTF-8 bytes, because the query engine splits TAG values on ``,``, trims
+    whitespace and cannot query an empty tag. A safe value shaped like such a digest is hashed too.
+    """
+    if _TAG_SAFE.fullmatch(value) and not _TAG_DIGEST.fullmatch(value):
+        return value
+    return "h-" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _text(value: Any) -> str:
@@ -201,16 +228,26 @@ class RedisBackend:
         self._last_stamp = 0
         self._stamp_lock = threading.Lock()
         self._index_ready = False
-        self._connections: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Connection] = (
-            weakref.WeakKeyDictionary()
-        )
+        # One pool per event loop. A plain dict: the pools' streams reference their loop, so weak
+        # keys would never drop; pools of closed loops are released in _connection() and aclose().
+        self._connections: dict[asyncio.AbstractEventLoop, _Connection] = {}
+        self._connections_lock = threading.Lock()
 
     # -- connections -------------------------------------------------------------------------
 
     def _connection(self) -> _Connection:
         loop = asyncio.get_running_loop()
         connection = self._connections.get(loop)
-        if connection is None:
+        if connection is not None:
+            return connection
+        with self._connections_lock:
+            for other, stale in list(self._connections.items()):
+                if other.is_closed():
+                    del self._connections[other]
+                    _release(stale)
+            connection = self._connections.get(loop)
+            if connection is not None:
+                return connection
             client = aioredis.Redis.from_url(
                 self.url,
                 socket_timeout=self.socket_timeout,
@@ -224,7 +261,7 @@ class RedisBackend:
                 evict_script=client.register_script(_EVICT),
             )
             self._connections[loop] = connection
-        return connection
+            return connection
 
     def _key(self, exact: str) -> str:
         return self._entry_prefix + exact
@@ -334,7 +371,7 @@ class RedisBackend:
         key = self._key(entry.exact)
         mapping: dict[str, str | bytes] = {
             "entry": entry.to_json(),
-            "scope": entry.scope,
+            "scope": tag_value(entry.scope),
             "namespace": entry.namespace,
             "query": entry.query,
             "created_at": repr(entry.created_at),
@@ -416,7 +453,7 @@ class RedisBackend:
         return results
 
     async def _knn(self, scope: str, array: Vector, k: int) -> Any:
-        query = f"(@scope:{{{escape_tag(scope)}}})=>[KNN {k} @vector $vec AS dist]"
+        query = f"(@scope:{{{escape_tag(tag_value(scope))}}})=>[KNN {k} @vector $vec AS dist]"
         return await self._connection().client.execute_command(
             "FT.SEARCH", self.index_name, query,
             "PARAMS", "2", "vec", array.tobytes(),
@@ -513,19 +550,78 @@ class RedisBackend:
                 yield entry, vector
 
     async def aclose(self) -> None:
-        """Close the connection pool of the current loop (and schedule the others' closing)."""
+        """Close the connection pool of the current loop (and schedule the others' closing).
+
+        The pools of loops that are already closed are shut down at once.
+        """
         loop = asyncio.get_running_loop()
-        for other, connection in list(self._connections.items()):
-            del self._connections[other]
+        with self._connections_lock:
+            connections = list(self._connections.items())
+            self._connections.clear()
+        for other, connection in connections:
             if other is loop:
                 await connection.client.aclose()
-            elif other.is_running() and not other.is_closed():
+            elif other.is_closed():
+                _release(connection)
+            elif other.is_running():
                 asyncio.run_coroutine_threadsafe(connection.client.aclose(), other)
 
 
+def _release(connection: _Connection) -> None:
+    """Shut down the sockets of a pool whose event loop is closed (best effort, synchronous).
+
+    Its connections cannot be awaited any more (their transports belong to the closed loop), so
+    each socket is shut down, which ends the server-side connection at once; the file descriptors
+    are closed when the dropped pool is garbage-collected.
+    """
+    pool = getattr(connection.client, "connection_pool", None)
+    members = [
+        *getattr(pool, "_available_connections", ()),
+        *getattr(pool, "_in_use_connections", ()),
+    ]
+    for member in members:
+        writer = getattr(member, "_writer", None)
+        transport = getattr(writer, "transport", None)
+        if transport is None:
+            continue
+        with contextlib.suppress(Exception):
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)
+
+
 def _redact(url: str) -> str:
-    """``url`` without its password (for error messages)."""
-    return re.sub(r"//([^/@:]*):[^/@]*@", r"//\1:***@", url)
+    """``url`` without its password (for error messages and logs).
+
+    The userinfo is everything before the *last* ``@`` of the network location (as redis-py and
+    :mod:`urllib.parse` split it): ``user:password`` keeps the user, a userinfo without ``:`` is
+    replaced whole. A ``password=`` query argument is hidden too. A URL that cannot be parsed
+    is reduced to its scheme.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url.split(":", 1)[0] + "://***" if "://" in url else "***"
+    netloc = parts.netloc
+    userinfo, at, host = netloc.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        netloc = f"{user}:***@{host}" if colon else f"***@{host}"
+    query = "&".join(
+        f"{name}=***"
+        if sep and unquote_plus(name).strip().lower() == "password"
+        else f"{name}{sep}{value}"
+        for name, sep, value in (item.partition("=") for item in parts.query.split("&"))
+    )
+    if netloc == parts.netloc and query == parts.query:
+        return url
+    if not url.startswith(f"{parts.scheme}://"):
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return (
+        f"{parts.scheme}://{netloc}{parts.path}"
+        + (f"?{query}" if query else "")
+        + (f"#{parts.fragment}" if parts.fragment else "")
+    )
 
 
 def _glob_escape(value: str) -> str:
