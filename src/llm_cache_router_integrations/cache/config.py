@@ -59,7 +59,12 @@ class CacheConfig(BaseModel):
             "by this much cosine (0: off); needs top_k >= 2"
         ),
     )
-    url: str | None = Field(default=None, min_length=1, description="redis/qdrant server URL")
+    url: str | None = Field(
+        default=None,
+        min_length=1,
+        repr=False,
+        description="redis/qdrant server URL (may hold a password: not in the repr)",
+    )
     path: str | None = Field(
         default=None, min_length=1, description='sqlite file or qdrant local path (":memory:")'
     )
