@@ -15,7 +15,7 @@ from .types import (
     Usage,
 )
 
-__all__ = ["StreamAccumulator", "ToolCallAssembler", "new_tool_call_id"]
+__all__ = ["StreamAccumulator", "ToolCallAssembler", "ToolCallIndexer", "new_tool_call_id"]
 
 
 def new_tool_call_id() -> str:
@@ -31,14 +31,62 @@ class _PartialCall:
 
 
 @dataclass(slots=True)
+class ToolCallIndexer:
+    """Gives each streamed tool call its own index, whatever index the server sent.
+
+    OpenAI numbers the calls of one answer ``0, 1, ...`` and sends a call's ``id`` (and name) on its
+    first piece only. Some compatible servers omit ``index`` (Gemini's OpenAI endpoint) or send
+    ``0`` for every call (Ollama's ``/v1``): there, a piece carrying a *different* ``id`` than the
+    call it would continue (or, when that call has no id, an id with a different name) starts a new
+    call. A piece without an id continues the current call, and a repeated id or name is the same
+    call (some servers repeat them on every piece).
+    """
+
+    _calls: dict[int, list[str | None]] = field(default_factory=dict)  # index -> [id, name]
+    _sent: dict[int, int] = field(default_factory=dict)  # index as sent -> index of its call
+    _last: int | None = None
+
+    def index_for(self, sent: int | None, call_id: str | None, name: str | None) -> int:
+        """The index of the call a piece belongs to (``sent`` is ``None`` when it had none)."""
+        current = self._last if sent is None else self._sent.get(sent)
+        if current is None or self._starts_new(current, call_id, name):
+            free = sent is not None and sent not in self._calls
+            current = sent if free and sent is not None else max(self._calls, default=-1) + 1
+            self._calls[current] = [call_id, name]
+        else:
+            info = self._calls[current]
+            info[0] = info[0] or call_id
+            if name and name != info[1]:  # joined like ToolCallAssembler joins a fragmented name
+                info[1] = (info[1] or "") + name
+        if sent is not None:
+            self._sent[sent] = current
+        self._last = current
+        return current
+
+    def _starts_new(self, current: int, call_id: str | None, name: str | None) -> bool:
+        known_id, known_name = self._calls[current]
+        if not call_id:
+            return False
+        if known_id:
+            return call_id != known_id
+        return bool(name and known_name and name != known_name)
+
+
+@dataclass(slots=True)
 class ToolCallAssembler:
-    """Joins streamed tool-call pieces by ``index`` into complete :class:`ToolCall` objects."""
+    """Joins streamed tool-call pieces by ``index`` into complete :class:`ToolCall` objects.
+
+    A piece with a new, different ``id`` at an index already in use starts a new call (see
+    :class:`ToolCallIndexer`), so servers that reuse an index cannot merge two calls into one.
+    """
 
     _calls: dict[int, _PartialCall] = field(default_factory=dict)
+    _indexer: ToolCallIndexer = field(default_factory=ToolCallIndexer)
 
     def add(self, delta: ToolCallDelta) -> None:
         """Add one piece; the id and name arrive once, arguments arrive in fragments."""
-        call = self._calls.setdefault(delta.index, _PartialCall())
+        index = self._indexer.index_for(delta.index, delta.id, delta.name)
+        call = self._calls.setdefault(index, _PartialCall())
         if delta.id:
             call.id = delta.id
         if delta.name and delta.name != call.name:

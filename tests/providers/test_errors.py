@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,8 +38,11 @@ from llm_cache_router_integrations.providers.classify import (
     parse_retry_after,
 )
 from llm_cache_router_integrations.testing import JSONReply, ResetConnection, StreamReply
+from llm_cache_router_integrations.testing.anthropic_server import AnthropicServer
+from llm_cache_router_integrations.testing.gemini_server import GeminiServer
+from llm_cache_router_integrations.testing.ollama_server import OllamaServer
 from llm_cache_router_integrations.testing.openai_server import OpenAIServer
-from llm_cache_router_integrations.testing.server import RawReply, sse
+from llm_cache_router_integrations.testing.server import LoopbackServer, RawReply, sse
 
 MODEL = "gpt-4o-mini"
 API_KEY = "sk-test-openai-0123456789abcdef"
@@ -503,3 +507,119 @@ def test_raw_response_is_redacted(server: OpenAIServer, key: str) -> None:
     assert response.raw["debug"] == {"api_key": "***", "authorization": "***"}
     assert response.raw["choices"][0]["message"]["content"] == "Your key is ***"
     provider.close()
+
+
+# ---------------------------------------------------------------- impossible numbers in usage
+
+BIG = b"1" + b"0" * 400  # a JSON integer that no float holds
+
+
+@pytest.mark.parametrize("number", [b"1e999", b"Infinity", b"-Infinity", b"NaN", BIG])
+async def test_impossible_usage_number_is_a_response_error(
+    server: OpenAIServer, provider: BaseProvider, number: bytes
+) -> None:
+    body = (
+        b'{"id":"x","object":"chat.completion","model":"gpt-4o-mini","choices":[{"index":0,'
+        b'"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],'
+        b'"usage":{"prompt_tokens":' + number + b',"completion_tokens":2,"total_tokens":7}}'
+    )
+    server.push(RawReply(body), RawReply(body))
+    with pytest.raises(ProviderResponseError) as caught:
+        provider.complete(ask())
+    assert caught.value.retryable  # the router falls back to the next candidate
+    with pytest.raises(ProviderResponseError):
+        await provider.acomplete(ask())
+    usage = b'{"id":"c","object":"chat.completion.chunk","model":"gpt-4o-mini","choices":[],'
+    usage += b'"usage":{"prompt_tokens":' + number + b',"completion_tokens":2}}'
+    frames = [chunk({"content": "hi"}, "stop"), b"data: " + usage + b"\n\n", b"data: [DONE]\n\n"]
+    server.push(StreamReply(frames))
+    with pytest.raises(ProviderResponseError):
+        await adrain(provider)
+    await provider.aclose()
+
+
+@pytest.mark.parametrize(
+    ("provider_type", "server_class", "body"),
+    [
+        (
+            "anthropic",
+            AnthropicServer,
+            b'{"id":"m","type":"message","role":"assistant","model":"claude-haiku-4-5",'
+            b'"content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn",'
+            b'"usage":{"input_tokens":1e999,"output_tokens":1}}',
+        ),
+        (
+            "gemini",
+            GeminiServer,
+            b'{"candidates":[{"content":{"role":"model","parts":[{"text":"hi"}]},'
+            b'"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":1e999,'
+            b'"candidatesTokenCount":1}}',
+        ),
+        (
+            "ollama",
+            OllamaServer,
+            b'{"model":"llama3.1","message":{"role":"assistant","content":"hi"},"done":true,'
+            b'"done_reason":"stop","prompt_eval_count":1e999,"eval_count":1}',
+        ),
+    ],
+)
+def test_impossible_usage_number_is_a_response_error_for_every_provider(
+    provider_type: str, server_class: type[LoopbackServer], body: bytes
+) -> None:
+    with server_class() as fake:
+        fake.push(RawReply(body))
+        provider = create_provider(provider_type, {"api_key": API_KEY, "base_url": fake.base_url})
+        model = {"anthropic": "claude-haiku-4-5", "gemini": "gemini-2.5-flash"}.get(
+            provider_type, "llama3.1"
+        )
+        request = ChatRequest.model_validate(
+            {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
+        )
+        with pytest.raises(ProviderResponseError):
+            provider.complete(request)
+        provider.close()
+
+
+# ---------------------------------------------------------------- whole-request deadline
+
+
+def _dripped_answer(pieces: int, delay: float) -> StreamReply:
+    body = json.dumps(
+        {
+            "id": "x",
+            "object": "chat.completion",
+            "model": MODEL,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "hi"},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
+        }
+    ).encode()
+    size = len(body) // pieces + 1
+    frames = [body[i : i + size] for i in range(0, len(body), size)]
+    return StreamReply(frames, content_type="application/json", delay=delay)
+
+
+async def test_timeout_bounds_the_whole_request_not_each_read(server: OpenAIServer) -> None:
+    # Each piece arrives well within the timeout, the whole body (~1.6 s) does not.
+    provider = make_provider(server, timeout=0.5)
+    server.push(_dripped_answer(8, 0.2), _dripped_answer(8, 0.2))
+    started = time.monotonic()
+    with pytest.raises(ProviderTimeoutError) as caught:
+        provider.complete(ask())
+    assert time.monotonic() - started < 1.0
+    assert caught.value.retryable and "0.5s" in str(caught.value)
+    started = time.monotonic()
+    with pytest.raises(ProviderTimeoutError):
+        await provider.acomplete(ask())
+    assert time.monotonic() - started < 0.8
+    # A per-call timeout is a whole-request deadline too; a fast drip still answers.
+    server.push(_dripped_answer(8, 0.2), _dripped_answer(4, 0.01))
+    with pytest.raises(ProviderTimeoutError):
+        await make_provider(server).acomplete(ask(), timeout=0.5)
+    assert (await provider.acomplete(ask())).content == "hi"
+    await provider.aclose()

@@ -2,7 +2,13 @@
 
 from .budget import Budget, BudgetManager, InMemoryBudgetStore, RedisBudgetStore, Reservation
 from .pricing import ModelPrice, PricingTable, default_pricing
-from .tokens import count_message_tokens, count_tokens, encoding_name_for, estimate_tokens
+from .tokens import (
+    count_media_tokens,
+    count_message_tokens,
+    count_tokens,
+    encoding_name_for,
+    estimate_tokens,
+)
 
 __all__ = [
     "Budget",
@@ -12,6 +18,7 @@ __all__ = [
     "PricingTable",
     "RedisBudgetStore",
     "Reservation",
+    "count_media_tokens",
     "count_message_tokens",
     "count_tokens",
     "default_pricing",

@@ -28,7 +28,12 @@ DEFAULT_OUTPUT_RESERVE = 4096
 maximum output is unknown."""
 
 _MAX_WARNED = 1024  # unknown model names remembered (each warned about once)
-_DATE_SUFFIX = re.compile(r"(-\d{4}-\d{2}-\d{2}|-\d{8}|@\d{8}|-latest|-preview(-\d{2}-\d{4})?)$")
+# Snapshot suffixes: a date (-2024-08-06, -20241022, @20240229), a 3-4 digit version (-0613, -001),
+# -latest or -preview (with its date). Only these fall back to the base name: a named variant
+# (-pro, -deep-research, -search) is another model, unknown unless the table has it.
+_SNAPSHOT_SUFFIX = re.compile(
+    r"(-\d{4}-\d{2}-\d{2}|-\d{8}|@\d{8}|-\d{3,4}|-latest|-preview(-\d{2}-\d{2,4})?)$"
+)
 
 
 class ModelPrice(BaseModel):
@@ -70,7 +75,7 @@ FREE = ModelPrice()
 
 
 class PricingTable:
-    """Looks up :class:`ModelPrice` by model name (exact, then without date suffix, then by prefix)."""
+    """Looks up :class:`ModelPrice` by model name (exact, then without its snapshot suffixes)."""
 
     def __init__(
         self,
@@ -123,7 +128,11 @@ class PricingTable:
             )
 
     def find(self, model: str, provider_type: str | None = None) -> ModelPrice | None:
-        """The price of ``model`` or ``None`` when unknown (free providers are known and free)."""
+        """The price of ``model`` or ``None`` when unknown (free providers are known and free).
+
+        A dated or versioned snapshot (``gpt-4o-2024-08-06``, ``gpt-4-0613``, ``...-latest``) has
+        its base model's price; any other suffix is a different model and unknown.
+        """
         if provider_type in self.free_providers:
             return FREE
         for key in (
@@ -134,15 +143,13 @@ class PricingTable:
             if key and key in self._prices:
                 return self._prices[key]
         base = model.split("/")[-1]
-        while True:
-            stripped = _DATE_SUFFIX.sub("", base)
+        while True:  # no longest-prefix guess: "gpt-5-pro" must not be priced as "gpt-5"
+            stripped = _SNAPSHOT_SUFFIX.sub("", base)
             if stripped == base:
-                break
+                return None
             base = stripped
             if base in self._prices:
                 return self._prices[base]
-        candidates = [name for name in self._prices if base.startswith(name)]
-        return self._prices[max(candidates, key=len)] if candidates else None
 
     def price(self, model: str, provider_type: str | None = None) -> ModelPrice:
         """Like :meth:`find`, but an unknown model costs 0 (warned about once)."""

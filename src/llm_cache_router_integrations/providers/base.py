@@ -41,6 +41,19 @@ from .sse import SSEDecoder, SSEEvent
 
 __all__ = ["BaseProvider", "StreamHandler", "WireRequest"]
 
+# What reading a well-formed JSON body of the wrong shape raises (a missing key, a string where a
+# number belongs, ``int()`` of ``Infinity`` or ``1e999``...): mapped to ProviderResponseError.
+_SHAPE_ERRORS = (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError)
+_MAX_TOKENS = 2**53  # a usage count above this is no token count (and overflows a USD float)
+
+
+def _check_usage(usage: Usage | None, provider: str) -> None:
+    """Reject token counts no answer can have (``1e400`` as an integer would break pricing)."""
+    if usage is not None and max(usage.model_dump().values()) > _MAX_TOKENS:
+        raise ProviderResponseError(
+            "the usage reports an impossible token count", provider=provider
+        )
+
 
 @dataclass(slots=True)
 class WireRequest:
@@ -105,6 +118,7 @@ class StreamHandler(abc.ABC):
                 "the stream ended before the provider's final event (truncated response)",
                 provider=self.provider.name,
             )
+        _check_usage(self.usage, self.provider.name)
         tool_calls = self.tools.complete()
         finish = self.finish_reason or ("tool_calls" if tool_calls else "stop")
         return StreamChunk(
@@ -276,6 +290,12 @@ class BaseProvider(abc.ABC):
         total = timeout if timeout is not None else self.config.timeout
         return httpx.Timeout(total, connect=min(self.config.connect_timeout, total))
 
+    def _deadline_error(self, timeout: float | None) -> ProviderTimeoutError:
+        total = timeout if timeout is not None else self.config.timeout
+        return ProviderTimeoutError(
+            f"timed out: no complete answer within {total:g}s", provider=self.name
+        )
+
     def _limits(self) -> httpx.Limits:
         return httpx.Limits(
             max_connections=self.config.max_connections,
@@ -348,11 +368,12 @@ class BaseProvider(abc.ABC):
             response = self.parse_response(data, request)
         except ProviderError:
             raise
-        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        except _SHAPE_ERRORS as exc:
             raise ProviderResponseError(
                 self.redact(f"unexpected response shape: {type(exc).__name__}: {exc}"),
                 provider=self.name,
             ) from None
+        _check_usage(response.usage, self.name)
         response.latency_ms = (time.perf_counter() - started) * 1000.0
         return response
 
@@ -369,7 +390,7 @@ class BaseProvider(abc.ABC):
                 chunks.extend(handler.handle(event))
             except ProviderError:
                 raise
-            except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            except _SHAPE_ERRORS as exc:
                 # A well-formed JSON event of the wrong shape: typed, like a bad JSON answer.
                 provider = handler.provider
                 raise ProviderResponseError(
@@ -404,18 +425,27 @@ class BaseProvider(abc.ABC):
 
     # ------------------------------------------------------------------ public I/O
     async def acomplete(self, request: ChatRequest, *, timeout: float | None = None) -> LLMResponse:
-        """Send ``request`` and return the complete answer."""
+        """Send ``request`` and return the complete answer.
+
+        ``timeout`` (default: the configured one) bounds the whole request, body included: a
+        server that sends its answer slowly in pieces is cut off with :class:`ProviderTimeoutError`.
+        """
         wire = self.build_request(request, stream=False)
         started = time.perf_counter()
+        limits = self._timeout(timeout)
         with self._transport_errors():
-            response = await self._async_client().request(
-                wire.method,
-                wire.url,
-                json=wire.body,
-                headers=wire.headers,
-                params=wire.params or None,
-                timeout=self._timeout(timeout),
-            )
+            try:
+                async with asyncio.timeout(limits.read):
+                    response = await self._async_client().request(
+                        wire.method,
+                        wire.url,
+                        json=wire.body,
+                        headers=wire.headers,
+                        params=wire.params or None,
+                        timeout=limits,
+                    )
+            except TimeoutError:  # our deadline (httpx's own timeouts are not TimeoutError)
+                raise self._deadline_error(timeout) from None
         if response.status_code >= 400:
             raise self.error_from_response(response.status_code, response.headers, response.content)
         return self._finish(
@@ -423,23 +453,36 @@ class BaseProvider(abc.ABC):
         )
 
     def complete(self, request: ChatRequest, *, timeout: float | None = None) -> LLMResponse:
-        """Blocking twin of :meth:`acomplete`."""
+        """Blocking twin of :meth:`acomplete`.
+
+        The whole-request deadline is checked as each piece of the body arrives; a read that
+        stalls is cut off by the per-read timeout (the same number), so the call ends at most one
+        read timeout past the deadline.
+        """
         wire = self.build_request(request, stream=False)
         started = time.perf_counter()
-        with self._transport_errors():
-            response = self._client().request(
+        limits = self._timeout(timeout)
+        deadline = time.monotonic() + (limits.read or 0.0)
+        with (
+            self._transport_errors(),
+            self._client().stream(
                 wire.method,
                 wire.url,
                 json=wire.body,
                 headers=wire.headers,
                 params=wire.params or None,
-                timeout=self._timeout(timeout),
-            )
+                timeout=limits,
+            ) as response,
+        ):
+            pieces: list[bytes] = []
+            for piece in response.iter_bytes():
+                pieces.append(piece)
+                if time.monotonic() > deadline:
+                    raise self._deadline_error(timeout)
+            content = b"".join(pieces)
         if response.status_code >= 400:
-            raise self.error_from_response(response.status_code, response.headers, response.content)
-        return self._finish(
-            self._decode_json(response.status_code, response.content), request, started
-        )
+            raise self.error_from_response(response.status_code, response.headers, content)
+        return self._finish(self._decode_json(response.status_code, content), request, started)
 
     async def astream(
         self, request: ChatRequest, *, timeout: float | None = None

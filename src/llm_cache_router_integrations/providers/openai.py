@@ -12,7 +12,7 @@ import os
 from typing import Any, ClassVar
 
 from ..errors import InvalidRequestError, ProviderResponseError
-from ..streaming import new_tool_call_id
+from ..streaming import ToolCallIndexer, new_tool_call_id
 from ..types import (
     ChatRequest,
     ContentBlock,
@@ -98,6 +98,11 @@ class OpenAIStreamHandler(StreamHandler):
     saw_choice: bool = False
     """Whether any event carried a choice: ``[DONE]`` without one is no answer at all."""
 
+    def __init__(self, provider: BaseProvider, request: ChatRequest) -> None:
+        super().__init__(provider, request)
+        # Servers that omit ``index`` or reuse it get one index per call in the chunks we emit.
+        self.indexer = ToolCallIndexer()
+
     def handle(self, event: SSEEvent) -> list[StreamChunk]:
         if event.data.strip() == "[DONE]":
             if not self.saw_choice:  # like a JSON answer with an empty ``choices`` list
@@ -129,12 +134,17 @@ class OpenAIStreamHandler(StreamHandler):
                 chunks.append(StreamChunk(delta=text))
             for item in delta.get("tool_calls") or ():
                 function = item.get("function") or {}
+                sent = item.get("index")
+                call_id = item.get("id") or None
+                name = function.get("name") or None
                 chunks.append(
                     self.tool_delta(
                         ToolCallDelta(
-                            index=int(item.get("index") or 0),
-                            id=item.get("id") or None,
-                            name=function.get("name") or None,
+                            index=self.indexer.index_for(
+                                None if sent is None else int(sent), call_id, name
+                            ),
+                            id=call_id,
+                            name=name,
                             arguments=function.get("arguments") or "",
                         )
                     )
