@@ -30,7 +30,7 @@ from llm_cache_router_integrations import (
     RateLimitError,
     create_provider,
 )
-from llm_cache_router_integrations.providers import BaseProvider
+from llm_cache_router_integrations.providers import BaseProvider, ProviderConfig
 from llm_cache_router_integrations.providers.classify import (
     MAX_RETRY_AFTER_S,
     classify_error,
@@ -486,6 +486,13 @@ def test_repr_and_config_never_show_the_key(server: OpenAIServer, key: str) -> N
     ):
         assert key not in text
     assert provider.api_key is not None and provider.api_key.get_secret_value() == key
+
+
+def test_config_repr_leaves_out_custom_headers() -> None:
+    """A key passed in a custom header (Azure's ``api-key``) never shows in the config's repr."""
+    config = ProviderConfig(type="openai", headers={"api-key": PLAIN_KEY})
+    assert PLAIN_KEY not in repr(config) and PLAIN_KEY not in str(config)
+    assert config.headers == {"api-key": PLAIN_KEY}
 
 
 @pytest.mark.parametrize("key", [API_KEY, PLAIN_KEY])

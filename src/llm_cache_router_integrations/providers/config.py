@@ -28,7 +28,11 @@ class ProviderConfig(BaseModel):
     models: list[str] = Field(default_factory=list)
     timeout: float = Field(default=60.0, gt=0, description="seconds for a whole request")
     connect_timeout: float = Field(default=10.0, gt=0)
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        repr=False,
+        description="extra HTTP headers (may carry a key, e.g. Azure's api-key: not in the repr)",
+    )
     params: dict[str, Any] = Field(
         default_factory=dict, description="extra body parameters sent with every request"
     )
