@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from llm_cache_router_integrations.cache import CacheConfig, CacheEngine
-from llm_cache_router_integrations.cache.backends import MemoryBackend
-from llm_cache_router_integrations.types import ChatRequest
+from llm_cache_router_integrations.cache.backends import MemoryBackend, SQLiteBackend
+from llm_cache_router_integrations.cache.embeddings import HashingEncoder, SentenceEncoder
+from llm_cache_router_integrations.cache.entry import MAX_ENTRY_BYTES
+from llm_cache_router_integrations.cache.scope import cache_key, fingerprint
+from llm_cache_router_integrations.types import ChatRequest, ContentBlock, Message, TextBlock
+from llm_cache_router_integrations.types.messages import ImageURL, ImageURLBlock
 
 from .helpers import answer, ask
 
@@ -192,3 +197,138 @@ async def test_invalidate_and_clear(engine: CacheEngine) -> None:
     assert await engine.invalidate(namespace="finance") == 1
     await engine.clear()
     assert await engine.size() == 0
+
+
+# -- keys of media messages, export/import, oversized entries, closing --------------------------
+
+
+def test_text_only_keys_are_unchanged() -> None:
+    """Persisted keys of plain-text conversations keep hitting (values computed before 0.x
+    changed how media messages are keyed)."""
+    plain = cache_key(ask("What is the capital of France?", temperature=0), "ns")
+    assert plain.scope == "e5388197ecdee1c85b690a847e4e1d4b64942557b0dd574fdf7294241549eac6"
+    assert plain.exact == "02eac7e9b1c5f37c5a762fa8fda2703c6af0c4f78f7ae2221b0857e0c3014c55"
+    conversation = ask(
+        "",
+        messages=[
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello."},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is "},
+                    {"type": "text", "text": "HTTP?"},
+                ],
+            },
+        ],
+        max_tokens=50,
+    )
+    key = cache_key(conversation, "ns")
+    assert key.scope == "42efe27ef570dde96746f7e584bb26a319a53bc605401af796a701a32580a9fa"
+    assert key.exact == "304e9d493bb462cb9ee7cfd1fffcf0afc03429de45fdb54af61cc54513257c7c"
+
+
+async def test_a_text_cannot_take_the_key_of_an_image() -> None:
+    image = ImageURLBlock(image_url=ImageURL(url="https://example.com/cat.png"))
+    marker = fingerprint(image)
+
+    def request(*blocks: ContentBlock) -> ChatRequest:
+        return ChatRequest(model="m", messages=[Message(role="user", content=list(blocks))])
+
+    question = TextBlock(text="What is this?")
+    with_image = request(image, question)
+    with_text = request(TextBlock(text=marker), question)
+    assert cache_key(with_image).exact != cache_key(with_text).exact
+    engine = CacheEngine(CacheConfig(semantic=False), guard=False)
+    assert await engine.store(with_text, answer("A text that looks like a hash."))
+    assert await engine.lookup(with_image) is None
+    assert await engine.store(with_image, answer("A cat."))
+    hit = await engine.lookup(with_image)
+    assert hit is not None and hit.entry.response.content == "A cat."
+
+
+async def test_export_import_keeps_unicode_line_separators(tmp_path: Path) -> None:
+    texts = {
+        "What is the refund policy?": "30 days.\u2028Receipt required.",
+        "Opening hours?": "9-5\u2029Closed on Sundays.",
+        "Caf\u0085 menu?": "Coffee",
+    }
+    source = CacheEngine(CacheConfig(), encoder=HashingEncoder(dim=64), guard=False)
+    for question, text in texts.items():
+        assert await source.store(ask(question, temperature=0), answer(text))
+    path = tmp_path / "cache.jsonl"
+    assert await source.export_jsonl(path) == 3
+    written = path.read_text(encoding="utf-8")
+    assert not {"\u2028", "\u2029", "\x85"} & set(written)  # escaped, safe for any line reader
+    # Files written before these were escaped hold them raw: they load too.
+    raw = tmp_path / "raw.jsonl"
+    raw.write_text(
+        written.replace("\\u2028", "\u2028")
+        .replace("\\u2029", "\u2029")
+        .replace("\\u0085", "\x85"),
+        encoding="utf-8",
+    )
+    assert "\u2028" in raw.read_text(encoding="utf-8")
+    for file in (path, raw):
+        target = CacheEngine(CacheConfig(), encoder=HashingEncoder(dim=64), guard=False)
+        assert await target.import_jsonl(file) == (3, 0)
+        for question, text in texts.items():
+            hit = await target.lookup(ask(question, temperature=0))
+            assert hit is not None and hit.entry.response.content == text
+
+
+async def test_import_skips_lines_with_bad_vectors(tmp_path: Path) -> None:
+    source = CacheEngine(CacheConfig(), encoder=HashingEncoder(dim=64), guard=False)
+    questions = [f"question {name} about the cache" for name in ("a", "b", "c", "d", "e")]
+    for question in questions:
+        await source.store(ask(question, temperature=0), answer("yes"))
+    path = tmp_path / "cache.jsonl"
+    assert await source.export_jsonl(path) == 5
+    lines = path.read_text(encoding="utf-8").splitlines()
+    # zero, not finite, and (once the first lines set the backend's dimension) another dimension
+    bad_vectors: list[Any] = [[0.0] * 64, [float("nan")] * 64, [1.0] * 32]
+    for index, vector in enumerate(bad_vectors, start=2):
+        data = json.loads(lines[index])
+        data["vector"] = vector
+        lines[index] = json.dumps(data)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    target = CacheEngine(CacheConfig(), encoder=HashingEncoder(dim=64), guard=False)
+    assert await target.import_jsonl(path) == (2, 3)
+    assert await target.size() == 2
+    assert await target.lookup(ask(questions[1], temperature=0)) is not None
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_an_oversized_answer_is_refused_up_front(kind: str, tmp_path: Path) -> None:
+    backend = SQLiteBackend(tmp_path / "c.sqlite3") if kind == "sqlite" else MemoryBackend()
+    engine = CacheEngine(CacheConfig(semantic=False), backend, guard=False)
+    request = ask("Write the long report", temperature=0)
+    assert not await engine.store(request, answer("x" * (MAX_ENTRY_BYTES + 1)))
+    assert await engine.size() == 0
+    snapshot = engine.stats.snapshot()
+    assert snapshot["stores"] == 0 and snapshot["errors"] == 0
+    # multi-byte text counts in UTF-8 bytes, as the backends read it back
+    assert not await engine.store(request, answer("\u00e9" * (MAX_ENTRY_BYTES // 2 + 1)))
+    assert await engine.store(request, answer("x" * (MAX_ENTRY_BYTES - 2_000)))
+    hit = await engine.lookup(request)
+    assert hit is not None and len(hit.entry.response.content or "") == MAX_ENTRY_BYTES - 2_000
+    await engine.aclose()
+
+
+async def test_aclose_leaves_a_shared_encoder_open() -> None:
+    encoder = SentenceEncoder()  # not loaded: the model loads on the first embedding
+    first = CacheEngine(CacheConfig(), encoder=encoder, guard=False)
+    second = CacheEngine(CacheConfig(), encoder=encoder, guard=False)
+    await first.aclose()
+    assert not encoder.closed and second.encoder is encoder
+    await second.aclose()
+    assert not encoder.closed
+    await encoder.aclose()
+
+
+def test_cache_config_repr_hides_the_server_url() -> None:
+    """A Redis URL may carry a password: the config's repr (as logged or printed) leaves it out."""
+    config = CacheConfig(backend="redis", url="redis://:s3cret@127.0.0.1:6379/0")
+    assert "s3cret" not in repr(config) and "s3cret" not in str(config)
+    assert config.url == "redis://:s3cret@127.0.0.1:6379/0"

@@ -3,6 +3,7 @@ tombstones, rebuilds), SQLite persistence and sharing, and the backend factory /
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import threading
@@ -26,6 +27,7 @@ from llm_cache_router_integrations.cache.config import (
     CacheConfig,
 )
 from llm_cache_router_integrations.cache.entry import CacheEntry
+from llm_cache_router_integrations.cache.errors import CacheBackendError
 from llm_cache_router_integrations.errors import ConfigurationError
 from llm_cache_router_integrations.types import LLMResponse
 
@@ -165,6 +167,35 @@ async def test_expired_vectors_are_skipped_and_removed() -> None:
     assert await backend.size() == 4
 
 
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_expired_entries_are_evicted_before_live_ones(kind: str, tmp_path: Path) -> None:
+    backend: CacheBackend = (
+        SQLiteBackend(tmp_path / "c.sqlite3", max_entries=3)
+        if kind == "sqlite"
+        else MemoryBackend(max_entries=3)
+    )
+    soon = time.time() + 0.3
+    await backend.put(entry("short-1", expires_at=soon))
+    await backend.put(entry("live-1"))
+    await backend.put(entry("short-2", expires_at=soon))
+    for exact in ("short-1", "short-2"):  # recently used, so the LRU order alone keeps them
+        assert await backend.get(exact) is not None
+    await asyncio.sleep(0.35)
+    await backend.put(entry("live-2"))
+    await backend.put(entry("live-3"))
+    assert await backend.get("live-1") is not None
+    assert await backend.size() == 3
+    await backend.aclose()
+
+
+async def test_memory_expiry_index_stays_bounded() -> None:
+    backend = MemoryBackend(max_entries=10)
+    for round_ in range(3_000):  # the same keys rewritten: stale expiry items must not pile up
+        await backend.put(entry(f"k{round_ % 5}", expires_at=time.time() + 3600))
+    assert await backend.size() == 5
+    assert len(backend._expiry) <= 2 * 5 + memory_module._EXPIRY_HEAP_SLACK + 1
+
+
 async def test_without_faiss_exact_matching_still_works(monkeypatch: pytest.MonkeyPatch) -> None:
     def missing() -> None:
         raise ImportError("no faiss")
@@ -221,7 +252,7 @@ async def test_sqlite_persists_across_reopen(tmp_path: Path) -> None:
     assert await first.get("k0") is not None  # k1 is now the least recently used
     await first.aclose()
     await first.aclose()  # idempotent
-    with pytest.raises(RuntimeError):
+    with pytest.raises(CacheBackendError, match="closed"):
         await first.get("k0")
 
     second = SQLiteBackend(path, max_entries=5)
@@ -249,6 +280,19 @@ async def test_sqlite_file_holds_json_and_float32_only(tmp_path: Path) -> None:
     assert json.loads(raw)["exact"] == "k"
     np.testing.assert_allclose(np.frombuffer(blob, dtype=np.float32), vector / 5, atol=1e-6)
     assert mode == "wal"
+
+
+async def test_sqlite_aclose_wins_over_a_concurrent_call(tmp_path: Path) -> None:
+    backend = SQLiteBackend(tmp_path / "c.sqlite3")
+    await backend.size()  # the connection is open
+    closing, racing = await asyncio.gather(
+        backend.aclose(), backend.get("x"), return_exceptions=True
+    )
+    assert closing is None and isinstance(racing, CacheBackendError)
+    await asyncio.sleep(0.05)  # anything the worker still had queued has run
+    assert backend._conn is None  # nothing reopened the connection behind ``_close``
+    with pytest.raises(CacheBackendError, match="closed"):
+        await backend.put(entry("y"))
 
 
 async def test_sqlite_sees_writes_of_another_connection(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 from llm_cache_router_integrations import CacheConfig, LLMRouter
 from llm_cache_router_integrations.cache import CacheEngine, WarmupEntry
+from llm_cache_router_integrations.cache.embeddings import HashingEncoder
 from llm_cache_router_integrations.testing.openai_server import OpenAIServer
 
 
@@ -111,3 +112,55 @@ def test_sync_exact_hit_is_answered_without_the_portal_loop(sentence_encoder: An
         assert stats["cache"]["exact_hits"] == 1 and stats["cache"]["misses"] == 1
         print(f"sync exact hit with the portal loop blocked: {elapsed * 1000:.2f} ms")
         router.close()
+
+
+async def test_warmup_counts_only_stored_answers_as_warmed() -> None:
+    with OpenAIServer() as server:
+        router = make_router(server, HashingEncoder(dim=64))
+        entries: list[dict[str, Any]] = [
+            # refused by the cache policy (temperature above max_temperature): never asked
+            {"prompt": "Do you ship to Canada?", "params": {"temperature": 1.0}},
+            # the provider's answer is cut by max_tokens: asked once, but nothing to store
+            {"prompt": "Explain your whole returns process", "params": {"max_tokens": 1}},
+            {"prompt": "Where is your office?", "params": {"temperature": 0}},
+        ]
+        assert await router.warmup(entries, progress=False) == {
+            "warmed": 1,
+            "skipped": 0,
+            "failed": 2,
+        }
+        assert router.cache is not None and await router.cache.size() == 1
+        assert len(server.requests) == 2
+        await router.aclose()
+
+
+async def test_warmup_survives_a_cache_backend_outage() -> None:
+    with OpenAIServer() as server:
+        router = LLMRouter(
+            {
+                "p": {
+                    "type": "openai-compatible",
+                    "base_url": server.base_url,
+                    "models": ["gpt-4o-mini"],
+                }
+            },
+            # a real Redis client against a port where nothing listens
+            cache=CacheEngine(
+                CacheConfig(backend="redis", url="redis://127.0.0.1:1/0"),
+                encoder=HashingEncoder(dim=64),
+                guard=False,
+            ),
+            pricing={"gpt-4o-mini": {"input": 0.15, "output": 0.60}},
+        )
+        entries: list[dict[str, Any]] = [
+            {"prompt": "Opening hours?", "response": "9-5"},
+            {"prompt": "Office?", "response": "Paris"},
+            {"prompt": "Do you ship to Canada?", "params": {"temperature": 0}},
+        ]
+        assert await router.warmup(entries, progress=False) == {
+            "warmed": 0,
+            "skipped": 0,
+            "failed": 3,
+        }
+        assert router.cache is not None and router.cache.stats.errors == 6  # 3 lookups, 3 stores
+        await router.aclose()

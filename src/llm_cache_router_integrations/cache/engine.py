@@ -30,8 +30,10 @@ import numpy as np
 
 from ..types import ChatRequest, LLMResponse
 from .backends import CacheBackend, create_backend
+from .backends.base import unit_vector
 from .config import CacheConfig
-from .entry import CacheEntry
+from .entry import MAX_ENTRY_BYTES, CacheEntry
+from .errors import VectorDimensionError
 from .policy import is_cacheable_request, is_cacheable_response
 from .scope import CacheKey, cache_key
 
@@ -262,6 +264,25 @@ class CacheEngine:
             self.stats.hit(hit.entry.cost_usd, hit.kind)
         return hit
 
+    async def peek(
+        self, request: ChatRequest, *, namespace: str | None = None
+    ) -> CacheEntry | None:
+        """The entry stored under ``request``'s exact key, counting neither a hit nor a miss.
+
+        For callers that only need to know whether an answer is cached (warm-up). A backend
+        error is logged, counted in ``stats.errors`` and treated as "not cached".
+        """
+        key = self.key(request, namespace)
+        try:
+            entry = await self.backend.get(key.exact)
+        except Exception as exc:
+            self.stats.error()
+            logger.warning(
+                "cache lookup failed, treating as not cached: %s: %s", type(exc).__name__, exc
+            )
+            return None
+        return entry if entry is not None and entry.scope == key.scope else None
+
     def lookup_exact_nowait(
         self, request: ChatRequest, *, namespace: str | None = None
     ) -> CacheHit | None:
@@ -358,7 +379,11 @@ class CacheEngine:
         cost_usd: float = 0.0,
         namespace: str | None = None,
     ) -> bool:
-        """Store a complete answer if the policy allows it; returns whether it was stored."""
+        """Store a complete answer if the policy allows it; returns whether it was stored.
+
+        An answer whose entry would exceed ``MAX_ENTRY_BYTES`` (1 MB of JSON) is not stored
+        (logged at INFO, not counted as an error): no backend could ever serve it back.
+        """
         if response.cache_hit or not (self.accepts(request) and is_cacheable_response(response)):
             return False
         key = self.key(request, namespace)
@@ -374,6 +399,11 @@ class CacheEngine:
             expires_at=None if self.config.ttl is None else now + self.config.ttl,
         )
         try:
+            if entry.oversized():
+                logger.info(
+                    "answer not cached: its cache entry exceeds %d bytes of JSON", MAX_ENTRY_BYTES
+                )
+                return False
             vector = await self._embed(key.query) if self._semantic_ok(request, key) else None
             await self.backend.put(entry, vector)
         except Exception as exc:
@@ -392,7 +422,11 @@ class CacheEngine:
         await self.backend.clear()
 
     async def export_jsonl(self, path: str | Path) -> int:
-        """Write every live entry (with its vector) as JSON lines; returns how many."""
+        """Write every live entry (with its vector) as JSON lines; returns how many.
+
+        Text stays UTF-8, except U+0085, U+2028 and U+2029, which are written as JSON escapes:
+        many line readers (Python's ``str.splitlines``, JavaScript) break lines on them.
+        """
         lines = [
             json.dumps(
                 {
@@ -400,7 +434,7 @@ class CacheEngine:
                     "vector": None if vector is None else vector.tolist(),
                 },
                 ensure_ascii=False,
-            )
+            ).translate(_LINE_BREAKS_ESCAPED)
             async for entry, vector in self.backend.entries()
         ]
         text = "".join(line + "\n" for line in lines)
@@ -411,23 +445,34 @@ class CacheEngine:
         """Load entries written by :meth:`export_jsonl`; invalid or expired lines are skipped.
 
         Returns ``(imported, skipped)``. Nothing is unpickled or evaluated: each line is JSON,
-        validated as a :class:`CacheEntry`.
+        validated as a :class:`CacheEntry`. A line is skipped when it is not such JSON, when its
+        entry has expired or exceeds ``MAX_ENTRY_BYTES``, or when its vector is empty, zero, not
+        finite or of another dimension than the backend's. Lines end at ``\\n`` only. A backend
+        outage is raised (:class:`~.errors.CacheBackendError` or the client's own error).
         """
         text = await asyncio.to_thread(Path(path).read_text, encoding="utf-8")
         imported = skipped = 0
-        for line in text.splitlines():
+        for line in text.split("\n"):
+            if not line.strip():
+                continue
             try:
                 data = json.loads(line)
                 entry = CacheEntry.model_validate(data["entry"])
                 raw = data.get("vector")
-                vector = None if raw is None else np.asarray(raw, dtype=np.float32)
-            except (ValueError, KeyError, TypeError):
+                vector = (
+                    None if raw is None else unit_vector(np.asarray(raw, dtype=np.float32), None)
+                )
+            except (ValueError, KeyError, TypeError):  # VectorDimensionError is a ValueError
                 skipped += 1
                 continue
-            if entry.expired():
+            if entry.expired() or entry.oversized():
                 skipped += 1
                 continue
-            await self.backend.put(entry, vector)
+            try:
+                await self.backend.put(entry, vector)
+            except VectorDimensionError:
+                skipped += 1
+                continue
             imported += 1
         return imported, skipped
 
@@ -436,8 +481,17 @@ class CacheEngine:
         return await self.backend.size()
 
     async def aclose(self) -> None:
-        """Close the backend (and the encoder when it has ``aclose``)."""
+        """Close the backend.
+
+        The encoder is left open: one passed in belongs to the caller (several engines may share
+        it), and the default one is shared by every engine of the process. Close an encoder you
+        created with its own ``aclose()`` once no engine uses it.
+        """
         await self.backend.aclose()
+
+
+_LINE_BREAKS_ESCAPED = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+"""Line breaks other than ``\\n`` that JSON leaves raw inside strings, as JSON escapes."""
 
 
 def _answer_of(entry: CacheEntry) -> _Answer:

@@ -39,6 +39,13 @@ class CacheEntry(BaseModel):
         """The JSON stored by backends (no pickle anywhere)."""
         return self.model_dump_json()
 
+    def oversized(self) -> bool:
+        """Whether the stored JSON exceeds ``MAX_ENTRY_BYTES`` (UTF-8 bytes).
+
+        Every backend reads such an entry back as corrupt, so the engine never stores one.
+        """
+        return len(self.__pydantic_serializer__.to_json(self)) > MAX_ENTRY_BYTES
+
     @classmethod
     def from_json(cls, data: str | bytes) -> CacheEntry | None:
         """Parse and validate a stored entry; anything malformed or oversized yields ``None``."""

@@ -4,12 +4,18 @@ The scope covers everything that changes the answer besides the last user questi
 every sampling/output parameter, the tools, the system prompt, the earlier turns and the namespace.
 Two requests with different scopes never share a hit. Media blocks enter keys as SHA-256
 fingerprints of their bytes or URL, never as base64.
+
+A message made of text blocks only enters the key as the list of its texts (the encoding every
+persisted key of such messages was computed with). A message with a media block, or with a text
+that reads like a media fingerprint, enters it as a list of typed ``[type, value]`` parts, so a
+text can never take the key of an image (and no such list equals a list of plain texts).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,11 +34,24 @@ def fingerprint(block: ContentBlock) -> str:
     return f"<{block.type}:{digest}>"
 
 
+_MEDIA_MARKER = re.compile(r"<[A-Za-z0-9_.-]+:[0-9a-f]{64}>")
+"""What :func:`fingerprint` makes of a media block: a text of this form could pass for one."""
+
+
+def _canonical_content(blocks: list[ContentBlock]) -> list[str] | list[list[str]]:
+    """Plain texts for a text-only message (unchanged keys); typed parts once media is involved."""
+    if all(
+        isinstance(block, TextBlock) and not _MEDIA_MARKER.fullmatch(block.text) for block in blocks
+    ):
+        return [block.text for block in blocks if isinstance(block, TextBlock)]
+    return [[block.type, fingerprint(block)] for block in blocks]
+
+
 def _canonical_message(message: Message) -> dict[str, Any]:
     content = (
         message.content
         if isinstance(message.content, str) or message.content is None
-        else [fingerprint(block) for block in message.content]
+        else _canonical_content(message.content)
     )
     out: dict[str, Any] = {"role": message.role, "content": content}
     if message.name:

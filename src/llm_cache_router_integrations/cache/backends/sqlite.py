@@ -37,6 +37,7 @@ import numpy.typing as npt
 from ...errors import ConfigurationError
 from ..config import DEFAULT_SQLITE_PATH
 from ..entry import CacheEntry
+from ..errors import CacheBackendError
 from .base import Vector, unit_vector
 
 __all__ = ["SQLiteBackend"]
@@ -125,6 +126,7 @@ class SQLiteBackend:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmcache-sqlite")
         self._closed = False
         # Everything below is touched on the worker thread only.
+        self._shut = False  # set by ``_close``: no connection is (re)opened afterwards
         self._conn: sqlite3.Connection | None = None
         self._clock = 0.0
         self._count: int | None = None
@@ -135,7 +137,7 @@ class SQLiteBackend:
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._closed:
-            raise RuntimeError("the SQLite cache backend is closed")
+            raise _closed_error()
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
 
@@ -143,6 +145,8 @@ class SQLiteBackend:
         """The connection (opened on first use), with cached state checked against other writers."""
         conn = self._conn
         if conn is None:
+            if self._shut:  # a call that was queued behind ``_close``
+                raise _closed_error()
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA busy_timeout=5000")
@@ -415,6 +419,7 @@ class SQLiteBackend:
         return (rows[-1][0] if rows else after), page
 
     def _close(self) -> None:
+        self._shut = True
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -470,9 +475,21 @@ class SQLiteBackend:
                 yield item
 
     async def aclose(self) -> None:
-        """Close the connection and stop the worker thread (idempotent)."""
+        """Close the connection and stop the worker thread (idempotent).
+
+        Calls already queued finish first; later calls raise
+        :class:`~..errors.CacheBackendError`.
+        """
         if self._closed:
             return
-        await self._run(self._close)
-        self._closed = True
-        self._executor.shutdown(wait=False)
+        self._closed = True  # before awaiting: no call may be queued behind ``_close``
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
+        finally:
+            self._executor.shutdown(wait=False)
+
+
+def _closed_error() -> CacheBackendError:
+    return CacheBackendError(
+        "the SQLite cache backend is closed; create a new SQLiteBackend to use the cache again"
+    )
