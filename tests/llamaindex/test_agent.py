@@ -13,6 +13,7 @@ from llm_cache_router_integrations.llamaindex import (
 )
 from llm_cache_router_integrations.testing.anthropic_server import AnthropicServer
 from llm_cache_router_integrations.testing.openai_server import OpenAIServer
+from llm_cache_router_integrations.testing.server import StreamReply
 
 from .conftest import OVERLOADED, PRIMARY, SECONDARY, Collector, make_router
 
@@ -81,4 +82,33 @@ async def test_function_agent_calls_a_tool_across_a_fallback(
     assert totals["calls"] == 2 and totals["fallbacks"] == 2 and totals["cost_usd"] > 0
     assert totals["input_tokens"] == sum(a.input_tokens for a in anthropic_server.answers)
     assert costs.open_spans == 0
+    await router.aclose()
+
+
+async def test_function_agent_without_parallel_calls_runs_one_tool_per_step(
+    openai_server: OpenAIServer,
+) -> None:
+    asked: list[str] = []
+
+    def get_city_weather(city: str) -> str:
+        """Return the current weather in a city."""
+        asked.append(city)
+        return f"sunny in {city}"
+
+    answer = openai_server.brain.answer(turns=[], tools=[{"name": "get_city_weather"}])
+    answer.tool_calls[:] = [
+        ("call_first", "get_city_weather", {"city": "Paris"}),
+        ("call_second", "get_city_weather", {"city": "Rome"}),
+    ]
+    openai_server.push(StreamReply(openai_server._stream(answer, "gpt-4o-mini", True)))
+    router = make_router(openai_server)
+    agent = FunctionAgent(
+        tools=[get_city_weather],
+        llm=RouterLLM(router=router),
+        streaming=True,
+        allow_parallel_tool_calls=False,
+    )
+    await agent.run(user_msg="Weather in 'Paris' and Rome?")
+    assert asked == ["Paris"]
+    assert openai_server.requests[0].body["parallel_tool_calls"] is False
     await router.aclose()

@@ -31,6 +31,7 @@ from llm_cache_router_integrations.llamaindex import (
 from llm_cache_router_integrations.router import ENV_PROVIDERS
 from llm_cache_router_integrations.testing.anthropic_server import AnthropicServer
 from llm_cache_router_integrations.testing.openai_server import OpenAIServer
+from llm_cache_router_integrations.testing.server import StreamReply
 
 from .conftest import (
     OVERLOADED,
@@ -353,6 +354,48 @@ def test_parallel_tool_calls_are_trimmed_unless_allowed(openai_server: OpenAISer
         [tool], user_msg="Weather in two cities?", allow_parallel_tool_calls=True
     )
     assert len(llm.get_tool_calls_from_response(both)) == 2
+
+
+def _two_calls_stream(server: OpenAIServer) -> StreamReply:
+    """A streamed answer with two tool calls (weather in two cities)."""
+    answer = server.brain.answer(turns=[], tools=[{"name": "weather"}])
+    answer.tool_calls.append(("call_second", "weather", {"city": "Rome"}))
+    return StreamReply(server._stream(answer, "gpt-4o-mini", True))
+
+
+async def test_streamed_tool_calls_keep_one_unless_parallel_allowed(
+    openai_server: OpenAIServer,
+) -> None:
+    openai_server.push(*[_two_calls_stream(openai_server) for _ in range(3)])
+    llm = RouterLLM(router=make_router(openai_server))
+    tool = FunctionTool.from_defaults(fn=weather)
+    single = list(llm.stream_chat_with_tools([tool], user_msg="Weather in two cities?"))
+    assert len(llm.get_tool_calls_from_response(single[-1])) == 1
+    assert openai_server.requests[-1].body["parallel_tool_calls"] is False
+    gen = await llm.astream_chat_with_tools([tool], user_msg="Weather in two cities?")
+    streamed = [r async for r in gen]
+    assert len(llm.get_tool_calls_from_response(streamed[-1])) == 1
+    both = list(
+        llm.stream_chat_with_tools(
+            [tool], user_msg="Weather in two cities?", allow_parallel_tool_calls=True
+        )
+    )
+    assert len(llm.get_tool_calls_from_response(both[-1])) == 2
+    assert "parallel_tool_calls" not in openai_server.requests[-1].body
+
+
+def test_parallel_tool_calls_flag_only_when_every_provider_is_openai(
+    openai_server: OpenAIServer, anthropic_server: AnthropicServer
+) -> None:
+    # Anthropic's API rejects the parameter: a router that may fall back to it trims instead.
+    openai_server.push(_two_calls_stream(openai_server))
+    llm = RouterLLM(router=make_router(openai_server, anthropic_server))
+    tool = FunctionTool.from_defaults(fn=weather)
+    responses = list(llm.stream_chat_with_tools([tool], user_msg="Weather in two cities?"))
+    assert len(llm.get_tool_calls_from_response(responses[-1])) == 1
+    assert "parallel_tool_calls" not in openai_server.requests[-1].body
+    llm.chat(user("no tools"))
+    assert "parallel_tool_calls" not in openai_server.requests[-1].body
 
 
 class Forecast(BaseModel):

@@ -55,6 +55,10 @@ _ALLOWED = [
     ChatMessage,
 ]
 
+# What ``loads`` raises for an entry it cannot revive (``NotImplementedError``: an object that
+# was dumped as ``not_implemented``).
+_UNREADABLE = (ValueError, TypeError, KeyError, NotImplementedError, json.JSONDecodeError)
+
 
 def _quiet_loads(text: str, allowed: Any) -> Any:
     with warnings.catch_warnings():
@@ -123,17 +127,28 @@ class SemanticRouterCache(BaseCache):
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
-    def _response(return_val: RETURN_VAL_TYPE) -> LLMResponse:
+    def _response(return_val: RETURN_VAL_TYPE) -> LLMResponse | None:
+        """The generations as a storable answer; ``None`` when they would not load back.
+
+        Each generation is dumped on its own, so LangChain converts a Pydantic object in
+        ``additional_kwargs["parsed"]`` (structured output) to a dict as its own caches do; what
+        still cannot be revived (another live object) is not stored.
+        """
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", LangChainBetaWarning)
-            payload = dumps(list(return_val))
+            payload = "[" + ", ".join(dumps(generation) for generation in return_val) + "]"
+        try:
+            _quiet_loads(payload, _ALLOWED)
+        except _UNREADABLE as exc:
+            logger.warning("not caching generations that cannot be loaded back: %s", exc)
+            return None
         return LLMResponse(content=payload, provider_used="langchain", model_used=_CACHE_MODEL)
 
     @staticmethod
     def _generations(response: LLMResponse) -> list[Generation] | None:
         try:
             revived = _quiet_loads(response.content or "[]", _ALLOWED)
-        except (ValueError, TypeError, KeyError, json.JSONDecodeError) as exc:
+        except _UNREADABLE as exc:
             logger.warning("ignoring an unreadable cache entry: %s", exc)
             return None
         if not isinstance(revived, list) or not all(isinstance(g, Generation) for g in revived):
@@ -150,7 +165,9 @@ class SemanticRouterCache(BaseCache):
         """Store ``return_val`` for this prompt and ``llm_string``."""
         if not return_val:
             return
-        await self.engine.store(_request(prompt, llm_string), self._response(return_val))
+        response = self._response(return_val)
+        if response is not None:
+            await self.engine.store(_request(prompt, llm_string), response)
 
     async def aclear(self, **kwargs: Any) -> None:
         """Remove every entry."""

@@ -6,7 +6,8 @@ budgeted exactly as the router prices and budgets its own calls.
 
 * :class:`CostTrackingCallbackHandler`: tokens and USD per model. Usage comes from the message's
   ``usage_metadata`` or the ``llm_output`` token usage; without either it is counted with
-  tiktoken. Cache hits (``response_metadata["cache_hit"]`` from :class:`ChatRouter`, or a hit of
+  tiktoken. A :class:`ChatRouter` answer costs what the router charged
+  (``response_metadata["cost_usd"]``, its own prices); other models are priced from the table. Cache hits (``response_metadata["cache_hit"]`` from :class:`ChatRouter`, or a hit of
   LangChain's own cache) cost nothing and count their avoided cost as saved.
 * :class:`BudgetCallbackHandler`: reserves a call's worst-case cost (prompt tokens plus
   ``max_tokens`` at the output price) in ``on_chat_model_start``, so a call that could overspend
@@ -183,7 +184,11 @@ def _outcomes(response: LLMResult, run: _Run | None, pricing: PricingTable) -> l
         counted = usage is None
         if usage is None:
             usage = Usage.of(run.prompt_tokens if run else 0, count_tokens(generation.text, model))
-        full_cost = pricing.cost(model, usage)
+        reported = metadata.get("cost_usd")  # ChatRouter: what the router charged
+        if isinstance(reported, int | float) and not isinstance(reported, bool):
+            full_cost = float(reported)
+        else:
+            full_cost = pricing.cost(model, usage)
         hit = metadata.get("cache_hit") is True or (
             usage_meta is not None and usage_meta.get("total_cost") == 0
         )

@@ -8,9 +8,12 @@ Caching: the router has its own semantic cache (``ChatRouter(cache=CacheConfig(.
 LangChain has a global one (``set_llm_cache(...)``) plus a per-model ``cache`` field. When the
 router caches, ``ChatRouter`` sets LangChain's ``cache=False`` unless you set it yourself, so one
 answer is never cached twice. A router without a cache leaves LangChain's ``cache`` as it is, so
-the global cache (e.g. :class:`SemanticRouterCache`) applies; its key includes
-:attr:`ChatRouter._identifying_params`, which describe the whole routing set-up, so two different
-``ChatRouter``\\ s never share entries.
+the global cache (e.g. :class:`SemanticRouterCache`) applies; its key is the serialised set-up,
+or :attr:`ChatRouter._identifying_params` for a model that cannot be serialised (``router=...``),
+which describe the whole routing set-up, so two different ``ChatRouter``\\ s never share entries.
+
+Routers: a ``ChatRouter`` builds its router once; the copies LangChain rebuilds from its fields
+(``configurable_fields``) reuse it when their router settings are equal (see ``_RouterSlot``).
 
 Serialisation: ``dumpd(chat)`` writes the declarative set-up only, never an API key (the
 reloaded providers read their environment variables); see :class:`ChatRouter`.
@@ -19,7 +22,9 @@ reloaded providers read their environment variables); see :class:`ChatRouter`.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import inspect
+import json
 import logging
 import re
 import threading
@@ -92,6 +97,60 @@ _SECRET_NAME = re.compile(
 )
 
 ToolLike = Mapping[str, Any] | type | Callable[..., Any] | BaseTool
+
+
+def _fingerprint(value: Any, live: list[Any]) -> Any:
+    """``value`` as JSON data for a router key; live objects by identity (kept in ``live``)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, SecretStr):
+        return {"secret": hashlib.sha256(value.get_secret_value().encode()).hexdigest()}
+    if isinstance(value, BaseModel):
+        return {"model": type(value).__qualname__, "fields": _fingerprint(dict(value), live)}
+    if isinstance(value, Mapping):
+        return {str(k): _fingerprint(v, live) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_fingerprint(v, live) for v in value]
+    live.append(value)  # kept alive with the router, so its id is never reused meanwhile
+    return {"object": id(value)}
+
+
+class _RouterSlot:
+    """The routers built from one ``ChatRouter``'s settings, by a fingerprint of those settings.
+
+    LangChain rebuilds a model from its fields for ``configurable_fields`` and
+    ``configurable_alternatives`` (on every call); the rebuilt copies receive this same slot, so
+    equal settings get the same router back: one cache, one budget, one set of connections.
+    A ``ChatRouter`` constructed anew gets a new slot, so separate models never share a router
+    unless given one with ``router=``.
+    """
+
+    __slots__ = ("_lock", "_routers")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._routers: dict[str, tuple[LLMRouter, list[Any]]] = {}
+
+    def get(self, settings: Mapping[str, Any], build: Callable[[], LLMRouter]) -> LLMRouter:
+        """The router built for ``settings`` (API keys are hashed in the key), building it once."""
+        live: list[Any] = []
+        plain = json.dumps(_fingerprint(settings, live), sort_keys=True, default=str)
+        key = hashlib.sha256(plain.encode()).hexdigest()
+        with self._lock:
+            found = self._routers.get(key)
+            if found is None:
+                found = (build(), live)
+                self._routers[key] = found
+            return found[0]
+
+    def __copy__(self) -> _RouterSlot:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _RouterSlot:
+        return self
+
+    def __repr__(self) -> str:
+        return f"<_RouterSlot routers={len(self._routers)}>"
 
 
 def _public_url(url: str) -> str:
@@ -193,6 +252,9 @@ class ChatRouter(BaseChatModel):
     * ``ChatRouter(providers={...}, cache=CacheConfig(...), strategy=..., fallback_chain=...,
       budget=..., ...)``: a new router from :class:`LLMRouter`'s arguments.
 
+    ``configurable_fields`` / ``configurable_alternatives`` copies reuse the router built here
+    (its cache, budget and connections) while their router settings are equal.
+
     ``cache=`` takes either LangChain's value (a ``BaseCache``, ``True``/``False``/``None``) or the
     router's own cache (a :class:`CacheConfig`, a dict of its fields or a :class:`CacheEngine`).
     When the router caches and LangChain's ``cache`` is not set, it becomes ``False`` (no double
@@ -260,6 +322,9 @@ class ChatRouter(BaseChatModel):
     """A :class:`BreakerConfig` or its fields, for a new router."""
     pricing: Any = Field(default=None, exclude=True)
     """Price overrides or a :class:`PricingTable`, for a new router."""
+    router_slot: _RouterSlot = Field(default_factory=_RouterSlot, exclude=True, repr=False)
+    """Internal: the routers built from this model's settings, shared with the copies LangChain
+    rebuilds from its fields (``configurable_fields``); never set it yourself."""
 
     model: str | None = None
     """The model, alias or ``provider/model`` key; default: the router's default or chain head."""
@@ -316,7 +381,13 @@ class ChatRouter(BaseChatModel):
                 )
             self._adopt(self.llm_router)
         elif self.providers is not None:
-            self._adopt(LLMRouter(self.providers, **self._router_options()))
+            options = self._router_options()
+            providers = self.providers
+            self._adopt(
+                self.router_slot.get(
+                    {"providers": providers, **options}, lambda: LLMRouter(providers, **options)
+                )
+            )
         return self
 
     def _router_options(self) -> dict[str, Any]:
@@ -351,7 +422,10 @@ class ChatRouter(BaseChatModel):
             with _ROUTER_LOCK:
                 router = self._router
                 if router is None:
-                    router = LLMRouter.from_env(**self._router_options())
+                    options = self._router_options()
+                    router = self.router_slot.get(
+                        {"from_env": True, **options}, lambda: LLMRouter.from_env(**options)
+                    )
                     self._adopt(router)
         return router
 
@@ -472,6 +546,25 @@ class ChatRouter(BaseChatModel):
             "model_kwargs": self.model_kwargs,
             "router": self._router_signature(),
         }
+
+    def _get_llm_string(self, stop: list[str] | None = None, **kwargs: Any) -> str:
+        """The ``llm_string`` of LangChain's cache: this model's set-up, ``stop`` and the keywords.
+
+        A declarative set-up keeps LangChain's own key, its serialised form (model, sampling
+        fields, providers without keys, router options). A model that serialises as
+        ``not_implemented`` (``router=...`` or live objects) would leave only the class name in
+        that key, so its key is built from :attr:`_identifying_params` instead.
+        """
+        if self._lc_settings_or_none() is not None:
+            return super()._get_llm_string(stop=stop, **kwargs)
+        identity = {
+            "id": [*self.get_lc_namespace(), type(self).__name__],
+            "params": self._identifying_params,
+        }
+        params = {**kwargs, "stop": stop}
+        return (
+            json.dumps(identity, sort_keys=True, default=str) + "---" + str(sorted(params.items()))
+        )
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         """LangSmith parameters; ``ls_model_name`` honours a per-call ``model``."""

@@ -1,7 +1,7 @@
 """Conversion between LangChain messages and the router's unified types, in both directions.
 
 LangChain → :class:`~llm_cache_router_integrations.types.Message`: system, human, AI (with
-``tool_calls``), tool and generic chat messages; content given as a string or as blocks in any of
+``tool_calls``, and ``invalid_tool_calls`` with their raw arguments), tool and generic chat messages; content given as a string or as blocks in any of
 LangChain's shapes (OpenAI ``image_url``/``input_audio``, Anthropic ``image`` with a ``source``,
 LangChain v0 ``source_type`` blocks and v1 standard blocks ``{"type": "image"|"audio"|"video",
 "base64"|"url": ...}``). Reasoning blocks and ``tool_use`` blocks of AI messages are dropped (the
@@ -206,6 +206,14 @@ def _tool_call(call: LCToolCall) -> ToolCall:
     )
 
 
+def _invalid_tool_call(call: InvalidToolCall) -> ToolCall:
+    """An invalid call sent back as it came: its raw argument string, as ``ChatOpenAI`` does."""
+    return ToolCall(
+        id=call.get("id") or new_tool_call_id(),
+        function=ToolCallFunction(name=str(call.get("name")), arguments=call.get("args") or "{}"),
+    )
+
+
 def from_langchain_message(message: BaseMessage) -> Message:
     """One LangChain message as a core :class:`Message`.
 
@@ -219,6 +227,9 @@ def from_langchain_message(message: BaseMessage) -> Message:
     if isinstance(message, AIMessage):
         text = _content(message.content, skip=_SKIPPED_AI_BLOCKS)
         calls = [_tool_call(c) for c in message.tool_calls]
+        # Calls with malformed arguments stay in the turn: a ToolMessage may answer them (one
+        # without a name cannot be sent to any provider).
+        calls += [_invalid_tool_call(c) for c in message.invalid_tool_calls if c.get("name")]
         if isinstance(text, list):  # an assistant turn carries text only
             text = "".join(b.text for b in text if isinstance(b, TextBlock))
         return Message(
@@ -344,17 +355,28 @@ class StreamConverter:
 
     def __init__(self) -> None:
         self._streamed: set[int] = set()
+        self._names: dict[int, str] = {}  # index -> the name sent so far
+        self._identified: set[int] = set()
 
     def convert(self, chunk: StreamChunk) -> AIMessageChunk:
-        """The ``AIMessageChunk`` of ``chunk``; the final one carries usage and metadata."""
+        """The ``AIMessageChunk`` of ``chunk``; the final one carries usage and metadata.
+
+        A call's id goes on its first chunk that has one, and its name once: LangChain
+        concatenates both when merging chunks, and some servers repeat them on every delta (a
+        fragmented name is joined, as the core's accumulator joins it).
+        """
         pieces: list[ToolCallChunk] = []
         for delta in chunk.tool_call_deltas:
-            self._streamed.add(delta.index)
-            pieces.append(
-                tool_call_chunk(
-                    name=delta.name, args=delta.arguments, id=delta.id, index=delta.index
-                )
-            )
+            index = delta.index
+            self._streamed.add(index)
+            sent = self._names.get(index, "")
+            name = delta.name if delta.name and delta.name != sent else None
+            call_id = delta.id if delta.id and index not in self._identified else None
+            if name:
+                self._names[index] = sent + name
+            if call_id:
+                self._identified.add(index)
+            pieces.append(tool_call_chunk(name=name, args=delta.arguments, id=call_id, index=index))
         if not chunk.is_final:
             return AIMessageChunk(content=chunk.delta, tool_call_chunks=pieces)
         for index, call in enumerate(chunk.tool_calls or ()):

@@ -470,7 +470,12 @@ class RouterLLM(FunctionCallingLLM):
         strict: bool | None = None,
         **kwargs: Any,
     ) -> dict[str, Any]:
-        """Tools in OpenAI's shape, ``tool_choice`` (``required`` when a tool is required)."""
+        """Tools in OpenAI's shape, ``tool_choice`` (``required`` when a tool is required).
+
+        Without ``allow_parallel_tool_calls``, a router whose providers are all ``openai`` asks
+        for one call (``parallel_tool_calls=False``); other providers' APIs reject that
+        parameter, so their answers are trimmed to the first call instead (streams included).
+        """
         messages = list(chat_history or [])
         if user_msg is not None:
             messages.append(
@@ -488,7 +493,72 @@ class RouterLLM(FunctionCallingLLM):
             call["tool_choice"] = (
                 tool_choice if tool_choice is not None else "required" if tool_required else "auto"
             )
+            if not allow_parallel_tool_calls and all(
+                provider.type_name == "openai" for provider in self.router.providers.values()
+            ):
+                call.setdefault("parallel_tool_calls", False)
         return call
+
+    def stream_chat_with_tools(
+        self,
+        tools: Sequence[BaseTool],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponseGen:
+        """Stream a chat with tools; the last response keeps one call unless parallel is allowed.
+
+        (LlamaIndex does not validate streamed responses itself.)
+        """
+        responses = super().stream_chat_with_tools(
+            tools,
+            user_msg=user_msg,
+            chat_history=chat_history,
+            verbose=verbose,
+            allow_parallel_tool_calls=allow_parallel_tool_calls,
+            tool_required=tool_required,
+            **kwargs,
+        )
+
+        def gen() -> Generator[ChatResponse, None, None]:
+            for response in responses:
+                yield self._validate_chat_with_tools_response(
+                    response, tools, allow_parallel_tool_calls=allow_parallel_tool_calls
+                )
+
+        return gen()
+
+    async def astream_chat_with_tools(
+        self,
+        tools: Sequence[BaseTool],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponseAsyncGen:
+        """Async twin of :meth:`stream_chat_with_tools`."""
+        responses = await super().astream_chat_with_tools(
+            tools,
+            user_msg=user_msg,
+            chat_history=chat_history,
+            verbose=verbose,
+            allow_parallel_tool_calls=allow_parallel_tool_calls,
+            tool_required=tool_required,
+            **kwargs,
+        )
+
+        async def gen() -> AsyncGenerator[ChatResponse, None]:
+            async for response in responses:
+                yield self._validate_chat_with_tools_response(
+                    response, tools, allow_parallel_tool_calls=allow_parallel_tool_calls
+                )
+
+        return gen()
 
     def _validate_chat_with_tools_response(
         self,
