@@ -16,7 +16,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qsl, urlsplit
 
 from .brain import Answer, Brain
@@ -218,7 +218,7 @@ class LoopbackServer:
         self._thread: threading.Thread | None = None
 
     # -------------------------------------------------------------- lifecycle
-    def start(self) -> LoopbackServer:
+    def start(self) -> Self:
         """Bind a free port on 127.0.0.1 and serve in a daemon thread."""
         self._httpd = _HTTPServer(self)
         self._thread = threading.Thread(
@@ -234,7 +234,7 @@ class LoopbackServer:
             self._httpd.server_close()
             self._httpd = None
 
-    def __enter__(self) -> LoopbackServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
