@@ -8,9 +8,11 @@ A call goes through these steps, all in this module and nowhere else:
    strategy order them;
 4. per candidate: skip it when its circuit is open, the prompt exceeds its context window or its
    rate limit is reached; reserve the worst-case cost in the budget (refused before any HTTP call
-   when it would overspend); wait for a slot in its priority queue (a full queue skips it);
-5. call it with retries (exponential backoff with full jitter, Retry-After honoured); on failure
-   fall back to the next candidate;
+   when it would overspend); wait for a slot in its priority queue (a full queue skips it, and the
+   call's deadline ends the wait);
+5. call it with retries (exponential backoff with full jitter, Retry-After honoured); on failure,
+   or when its provider cannot carry the request (refused before any HTTP call), fall back to the
+   next candidate;
 6. settle the budget to the real cost, update stats and store the answer in the cache.
 """
 
@@ -22,7 +24,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -67,7 +69,7 @@ from .routing import (
 from .routing.shared_limits import RedisRateLimiter
 from .stats import RouterStats
 from .streaming import StreamAccumulator
-from .types import ChatRequest, LLMResponse, Message, StreamChunk
+from .types import ChatRequest, LLMResponse, Message, StreamChunk, Usage
 
 __all__ = ["ENV_PROVIDERS", "LLMRouter", "PriorityRoute"]
 
@@ -140,6 +142,36 @@ def _wire_problem(value: Any) -> tuple[list[str], str] | None:
 def _health_failure(error: ProviderError) -> bool:
     """Whether an error says the deployment is unhealthy (request errors do not)."""
     return not isinstance(error, BadRequestError)
+
+
+DEADLINE_PASSED = "the call's deadline passed"
+"""Why a candidate was skipped when the call's own deadline ran out before it could be called."""
+
+REFUSED = "cannot take this request: "
+"""Prefix of the reason a candidate was skipped when its provider cannot translate the request."""
+
+
+def _fails_everywhere(error: InvalidRequestError) -> bool:
+    """Whether a provider's refusal to translate a request holds for every provider.
+
+    Providers refuse what they cannot carry (audio for Anthropic, an image URL for Ollama, ``n>1``
+    for MiniMax): another candidate may take it. A malformed ``data:`` URI (the providers' shared
+    check, "a data: URI must ...") is wrong whichever provider gets it.
+    """
+    return "data: URI must" in str(error)
+
+
+def _usage_or_estimate(response: LLMResponse, input_tokens: int, model: str) -> Usage:
+    """The provider's usage, or when it reported none (all zero) an estimate like the one billed
+    for an interrupted stream: the router's input estimate plus the answer's tokens (tiktoken)."""
+    usage = response.usage
+    if usage.input_tokens or usage.output_tokens or usage.total_tokens:
+        return usage
+    output = count_tokens(response.content or "", model)
+    for call in response.tool_calls:
+        output += count_tokens(call.function.name, model)
+        output += count_tokens(call.function.arguments, model)
+    return Usage.of(input_tokens, output)
 
 
 class LLMRouter:
@@ -530,19 +562,41 @@ class LLMRouter:
         input_tokens: int,
         priority: Priority,
         deadline: float | None,
-    ) -> tuple[Reservation, int] | str:
-        """Checks before calling ``deployment``: returns the reservation, or why it was skipped.
+    ) -> tuple[Reservation, int, int] | str:
+        """Checks before calling ``deployment``: returns the reservation, the estimated input
+        tokens and the breaker's ticket (see :meth:`CircuitBreaker.admit`), or why it was skipped.
 
-        Raises :class:`BudgetExceededError` when the call could overspend.
+        The wait for a slot in the deployment's queue ends at ``deadline``. Raises
+        :class:`BudgetExceededError` when the call could overspend.
         """
         if deadline is not None and time.monotonic() >= deadline:
             # Never called: no reservation, and no failure charged to its breaker or stats.
-            return "the call's deadline passed"
-        if not deployment.breaker.allow():
+            return DEADLINE_PASSED
+        ticket = deployment.breaker.admit()
+        if ticket is None:
             return "circuit open"
+        try:
+            admitted = await self._reserve(deployment, request, input_tokens, priority, deadline)
+        except BaseException:  # over budget, or cancelled while waiting: free the probe slot
+            deployment.breaker.release_probe(ticket)
+            raise
+        if isinstance(admitted, str):
+            deployment.breaker.release_probe(ticket)
+            return admitted
+        return admitted, input_tokens, ticket
+
+    async def _reserve(
+        self,
+        deployment: Deployment,
+        request: ChatRequest,
+        input_tokens: int,
+        priority: Priority,
+        deadline: float | None,
+    ) -> Reservation | str:
+        """The context-window, rate-limit, budget and queue steps of :meth:`_admit`: the budget
+        reservation holding a queue slot, or why the deployment was skipped (nothing is held)."""
         window = deployment.price.context_window
         if window is not None and input_tokens + (request.max_tokens or 0) > window:
-            deployment.breaker.release_probe()
             return f"context window {window} exceeded by ~{input_tokens} input tokens"
         limiter = deployment.limiter
         if limiter.enabled:
@@ -553,25 +607,34 @@ class LLMRouter:
                     or wait > deployment.settings.max_wait
                     or (remaining is not None and wait > remaining)
                 ):
-                    deployment.breaker.release_probe()
                     return "rate limited"
                 await asyncio.sleep(wait)
         try:
             reservation = await self.budget.reserve(
                 deployment.price.worst_case(input_tokens, request.max_tokens)
             )
-        except Exception:
-            deployment.breaker.release_probe()
+        except BaseException:
             await limiter.acorrect(input_tokens, 0)
             raise
+        skip: str | None = None
         try:
-            await deployment.gate.acquire(priority)
+            remaining = None if deadline is None else deadline - time.monotonic()
+            async with asyncio.timeout(remaining):
+                await deployment.gate.acquire(priority)
         except QueueFullError:
-            deployment.breaker.release_probe()
+            skip = "saturated"
+        except TimeoutError:
+            # The deadline passed while queued: never called, so no failure of the deployment.
+            skip = f"{DEADLINE_PASSED} while it waited in the queue"
+        except BaseException:  # cancelled while queued: give back what was taken
             await limiter.acorrect(input_tokens, 0)
             await self.budget.settle(reservation, 0.0)
-            return "saturated"
-        return reservation, input_tokens
+            raise
+        if skip is not None:
+            await limiter.acorrect(input_tokens, 0)
+            await self.budget.settle(reservation, 0.0)
+            return skip
+        return reservation
 
     def _attempt_timeout(self, deployment: Deployment, deadline: float | None) -> float | None:
         timeout = deployment.settings.timeout or deployment.provider.config.timeout
@@ -597,6 +660,7 @@ class LLMRouter:
         estimated: int,
         response: LLMResponse,
     ) -> None:
+        response.usage = _usage_or_estimate(response, estimated, deployment.model)
         cost = deployment.price.cost(response.usage)
         response.cost_usd = cost
         await self.budget.settle(reservation, cost)
@@ -608,14 +672,19 @@ class LLMRouter:
         self._stats.success(cost)
 
     def _retry_delay(
-        self, deployment: Deployment, error: ProviderError, attempt: int, deadline: float | None
+        self,
+        deployment: Deployment,
+        error: ProviderError,
+        attempt: int,
+        deadline: float | None,
+        probe: int = 0,
     ) -> float | None:
         """Record a failed attempt; the wait before retrying ``deployment``, or ``None`` to move on.
 
         Retry only retryable errors while the circuit stays closed, and never wait past the call's
-        deadline (the next candidate gets the time instead).
+        deadline (the next candidate gets the time instead). ``probe`` is the call's breaker ticket.
         """
-        self._after_failure(deployment, error)
+        self._after_failure(deployment, error, probe)
         if not (
             self.retry.should_retry(error, attempt)
             and deployment.breaker.state is CircuitState.CLOSED
@@ -626,12 +695,31 @@ class LLMRouter:
             return None
         return delay
 
-    def _after_failure(self, deployment: Deployment, error: ProviderError) -> None:
+    def _after_failure(self, deployment: Deployment, error: ProviderError, probe: int = 0) -> None:
         deployment.stats.record_failure()
         if _health_failure(error):
             deployment.breaker.record_failure()
         else:
-            deployment.breaker.release_probe()
+            deployment.breaker.release_probe(probe)
+
+    @staticmethod
+    def _refusal(
+        deployment: Deployment, target: ChatRequest, error: InvalidRequestError, *, stream: bool
+    ) -> str | None:
+        """Why ``deployment`` cannot take ``target``, when ``error`` is its provider refusing to
+        translate it (before any HTTP call); ``None`` when the error must reach the caller.
+
+        The translation is redone to be sure the refusal came from it (it has no I/O): an error
+        raised once the request was sent, or one that every provider would raise, is not a reason
+        to try the next candidate.
+        """
+        if _fails_everywhere(error):
+            return None
+        try:
+            deployment.provider.build_request(target, stream=stream)
+        except InvalidRequestError as again:
+            return f"{REFUSED}{again}"
+        return None
 
     @staticmethod
     def _final_error(
@@ -644,6 +732,20 @@ class LLMRouter:
                 else AllCandidatesFailedError(model, errors)
             )
         reasons = {reason for _, reason in skipped}
+        if reasons and all(r.startswith(REFUSED) for r in reasons):
+            if len(skipped) == 1:  # the only candidate: its provider's own words
+                return InvalidRequestError(skipped[0][1].removeprefix(REFUSED))
+            return InvalidRequestError(
+                f"no candidate for {model!r} can take this request: "
+                + "; ".join(f"{k}: {r.removeprefix(REFUSED)}" for k, r in skipped)
+            )
+        late = [k for k, r in skipped if r.startswith(DEADLINE_PASSED)]
+        if late:
+            return ProviderTimeoutError(
+                f"no candidate for {model!r} could be called within the call's timeout: "
+                + "; ".join(f"{k}: {r}" for k, r in skipped),
+                provider=late[0].partition("/")[0],
+            )
         if reasons == {"saturated"}:
             return AllCandidatesSaturatedError(model, [key for key, _ in skipped])
         if all(r.startswith("context window") for r in reasons):
@@ -712,7 +814,7 @@ class LLMRouter:
             if isinstance(admitted, str):
                 skipped.append((deployment.key, admitted))
                 continue
-            reservation, estimated = admitted
+            reservation, estimated, probe = admitted
             route.append(deployment.key)
             target = request.model_copy(update={"model": deployment.model})
             settled = False
@@ -720,6 +822,12 @@ class LLMRouter:
                 for attempt in range(self.retry.max_retries + 1):
                     try:
                         attempt_timeout = self._attempt_timeout(deployment, deadline)
+                    except ProviderTimeoutError as exc:
+                        # The deadline passed before this attempt was sent: not the deployment's
+                        # fault, so no failure is recorded (the probe slot is freed below).
+                        errors.append(exc)
+                        break
+                    try:
                         try:
                             async with asyncio.timeout(attempt_timeout):
                                 response = await deployment.provider.acomplete(
@@ -731,19 +839,30 @@ class LLMRouter:
                                 provider=deployment.provider.name,
                             ) from None
                     except ProviderError as exc:
-                        delay = self._retry_delay(deployment, exc, attempt, deadline)
+                        delay = self._retry_delay(deployment, exc, attempt, deadline, probe)
+                        probe = 0  # the failure was the verdict
                         if delay is None:
                             errors.append(exc)
                             break
                         await asyncio.sleep(delay)
                         continue
+                    except InvalidRequestError as exc:
+                        refusal = self._refusal(deployment, target, exc, stream=False)
+                        if refusal is None:
+                            raise
+                        route.pop()
+                        skipped.append((deployment.key, refusal))
+                        break
                     response.route = list(route)
                     await self._after_success(deployment, reservation, estimated, response)
+                    probe = 0
                     settled = True
                     await self._store(request, response, control, namespace)
                     return response
             finally:
                 deployment.gate.release()
+                # Cancelled, refused the request, out of time or a bug: the probe had no verdict.
+                deployment.breaker.release_probe(probe)
                 if not settled:
                     await deployment.limiter.acorrect(estimated, 0)
                     await self.budget.settle(reservation, 0.0)
@@ -768,14 +887,17 @@ class LLMRouter:
         """
         prio = Priority.parse(priority)
         self._stats.request(prio)
+        inner = self._stream(messages, model, prio, cache_control, namespace, timeout, params)
         try:
-            async for chunk in self._stream(
-                messages, model, prio, cache_control, namespace, timeout, params
-            ):
+            async for chunk in inner:
                 yield chunk
         except LLMRouterError as exc:
             self._stats.failure(exc)
             raise
+        finally:
+            # A caller that stops reading closes this generator: close the inner one now (not
+            # whenever it is collected) so its slot, budget reservation and probe are given back.
+            await inner.aclose()
 
     async def _stream(
         self,
@@ -786,7 +908,7 @@ class LLMRouter:
         namespace: str | None,
         timeout: float | None,
         params: dict[str, Any],
-    ) -> AsyncIterator[StreamChunk]:
+    ) -> AsyncGenerator[StreamChunk, None]:
         request, input_tokens, candidates = self._prepare(messages, model, prio, True, params)
         hit = await self._cached(request, control, namespace)
         if hit is not None:
@@ -803,7 +925,7 @@ class LLMRouter:
             if isinstance(admitted, str):
                 skipped.append((deployment.key, admitted))
                 continue
-            reservation, estimated = admitted
+            reservation, estimated, probe = admitted
             route.append(deployment.key)
             target = request.model_copy(update={"model": deployment.model})
             accumulator = StreamAccumulator()
@@ -812,19 +934,33 @@ class LLMRouter:
             try:
                 for attempt in range(self.retry.max_retries + 1):
                     started = time.perf_counter()
-                    agen = deployment.provider.astream(
-                        target, timeout=self._attempt_timeout(deployment, deadline)
-                    )
+                    try:
+                        attempt_timeout = self._attempt_timeout(deployment, deadline)
+                    except ProviderTimeoutError as exc:
+                        # The deadline passed before this attempt was sent: not the deployment's
+                        # fault, so no failure is recorded (the probe slot is freed below).
+                        errors.append(exc)
+                        break
+                    agen = deployment.provider.astream(target, timeout=attempt_timeout)
                     try:
                         first = await self._next(agen, deployment, deadline)
                     except ProviderError as exc:
                         await _aclose(agen)
-                        delay = self._retry_delay(deployment, exc, attempt, deadline)
+                        delay = self._retry_delay(deployment, exc, attempt, deadline, probe)
+                        probe = 0  # the failure was the verdict
                         if delay is None:
                             errors.append(exc)
                             break
                         await asyncio.sleep(delay)
                         continue
+                    except InvalidRequestError as exc:
+                        await _aclose(agen)
+                        refusal = self._refusal(deployment, target, exc, stream=True)
+                        if refusal is None:
+                            raise
+                        route.pop()
+                        skipped.append((deployment.key, refusal))
+                        break
                     deployment.stats.record_ttft((time.perf_counter() - started) * 1000.0)
                     chunk: StreamChunk | None = first
                     try:
@@ -837,8 +973,10 @@ class LLMRouter:
                                 await self._after_success(
                                     deployment, reservation, estimated, response
                                 )
+                                probe = 0
                                 settled = True
                                 chunk.cost_usd = response.cost_usd
+                                chunk.usage = response.usage
                                 await self._store(request, response, control, namespace)
                                 started_output = True
                                 yield chunk
@@ -851,7 +989,8 @@ class LLMRouter:
                             provider=deployment.provider.name,
                         )
                     except ProviderError as exc:
-                        self._after_failure(deployment, exc)
+                        self._after_failure(deployment, exc, probe)
+                        probe = 0
                         partial_cost = deployment.price.estimate(
                             estimated, count_tokens(accumulator.content, deployment.model)
                         )
@@ -868,6 +1007,8 @@ class LLMRouter:
                         await _aclose(agen)
             finally:
                 deployment.gate.release()
+                # Abandoned, cancelled, refused the request, out of time or a bug: no verdict.
+                deployment.breaker.release_probe(probe)
                 if not settled:
                     # Abandoned by the caller mid-stream, or never started: bill what was streamed.
                     partial = (

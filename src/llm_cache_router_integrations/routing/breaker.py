@@ -46,6 +46,9 @@ class CircuitBreaker:
         self._successes = 0
         self._opened_at = 0.0
         self._probes = 0
+        self._period = (
+            0  # numbers the half-open periods, so a stale probe ticket cannot free a slot
+        )
         self.times_opened = 0
 
     @property
@@ -62,18 +65,29 @@ class CircuitBreaker:
             self._state = CircuitState.HALF_OPEN
             self._successes = 0
             self._probes = 0
+            self._period += 1
         return self._state
 
     def allow(self) -> bool:
         """Whether a call may go through now (counts a half-open probe when it does)."""
+        return self.admit() is not None
+
+    def admit(self) -> int | None:
+        """Like :meth:`allow`, with a ticket for :meth:`release_probe`.
+
+        ``None``: the call may not go through. ``0``: it goes through with the circuit closed (no
+        probe slot taken). Otherwise the call took a half-open probe slot and the ticket names that
+        half-open period: a caller that ends without a verdict (cancelled, abandoned, a request
+        error) hands it to :meth:`release_probe`, which frees the slot only while that period lasts.
+        """
         with self._lock:
             state = self._current()
             if state is CircuitState.CLOSED:
-                return True
+                return 0
             if state is CircuitState.HALF_OPEN and self._probes < self.config.half_open_max_calls:
                 self._probes += 1
-                return True
-            return False
+                return self._period
+            return None
 
     def record_success(self) -> None:
         """A call succeeded."""
@@ -99,8 +113,13 @@ class CircuitBreaker:
                 self._failures = 0
                 self._probes = 0
 
-    def release_probe(self) -> None:
-        """A half-open probe ended without a verdict (e.g. a request error unrelated to health)."""
+    def release_probe(self, ticket: int | None = None) -> None:
+        """A half-open probe ended without a verdict (e.g. a request error unrelated to health).
+
+        ``ticket`` is what :meth:`admit` returned: ``0`` (no probe was taken) does nothing, and a
+        ticket of an earlier half-open period frees nothing. ``None`` frees a slot of the current
+        period (the caller knows it holds one).
+        """
         with self._lock:
-            if self._state is CircuitState.HALF_OPEN:
+            if self._state is CircuitState.HALF_OPEN and ticket in (None, self._period):
                 self._probes = max(self._probes - 1, 0)

@@ -27,6 +27,7 @@ class _Waiter:
     seq: int
     loop: asyncio.AbstractEventLoop = field(compare=False)
     future: asyncio.Future[None] = field(compare=False)
+    granted: bool = field(default=False, compare=False)  # release() handed it the slot
 
 
 class PriorityGate:
@@ -78,8 +79,11 @@ class PriorityGate:
                     self._waiters.remove(waiter)
                     heapq.heapify(self._waiters)
                     raise
-            # The slot was handed to us just as we were cancelled: pass it on.
-            self.release()
+                granted = waiter.granted
+            if granted:
+                # The slot was handed to us just as we were cancelled: pass it on.
+                self.release()
+            # Otherwise release() saw us cancelled, skipped us and kept the slot: nothing is ours.
             raise
 
     def release(self) -> None:
@@ -90,6 +94,7 @@ class PriorityGate:
                 if waiter.future.done():
                     continue
                 # The slot moves to the waiter directly: ``_active`` stays the same.
+                waiter.granted = True
                 waiter.loop.call_soon_threadsafe(_wake, waiter.future)
                 return
             self._active = max(self._active - 1, 0)
