@@ -339,7 +339,7 @@ async def test_memory_stays_flat_over_20k_cached_calls() -> None:
         cache=engine,
         fallback_chain=["q/mem-d"],
         budget={"daily_usd": 1_000.0},
-        # "adhoc-model" prices every "adhoc-model-<n>" (prefix match): no warning per name.
+        # "adhoc-model" prices every "adhoc-model-<date-like n>" (a snapshot suffix): no warning.
         pricing={m: {"input": 0.5, "output": 1.0} for m in [*MODELS, "adhoc-model"]},
         retry={"max_retries": 1, "base_delay": 0.0, "max_delay": 0.0},
         deployments={"p/mem-a": {"rpm": 10_000_000, "tpm": 10_000_000_000}},
@@ -357,7 +357,7 @@ async def test_memory_stays_flat_over_20k_cached_calls() -> None:
             prompt = f"item {i} of the catalogue: describe variant {rng.randrange(10**6)}"
             model, namespace = rng.choice(MODELS), f"tenant-{rng.randrange(20)}"
             if i % 10 == 5:  # a model no provider lists, named by the caller: an ad-hoc deployment
-                model = f"p/adhoc-model-{i}"
+                model = f"p/adhoc-model-{i:08d}"
             recent.append((system, prompt, model, namespace))
         messages = [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
         try:

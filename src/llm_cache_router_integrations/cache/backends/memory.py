@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import fnmatch
 import heapq
-import itertools
 import logging
 import sys
 import threading
@@ -51,7 +50,7 @@ logger = logging.getLogger(__name__)
 _KEYS_IN_SLOT = frozenset({"exact", "scope"})
 _HNSW_TOMBSTONE_RATIO = 0.2
 _FLAT_COMPACT_MIN_HOLES = 1024
-_EXPIRY_HEAP_SLACK = 1024
+_EXPIRY_HEAP_SLACK = 64
 
 
 def _load_faiss() -> Any:
@@ -265,8 +264,7 @@ class MemoryBackend:
         # The keys of entries with a TTL by expiry time, so eviction finds the expired ones
         # without scanning every entry. Lazily pruned: a key replaced or removed since stays
         # until it is popped (then checked against the current entry) or the heap is rebuilt.
-        self._expiry: list[tuple[float, int, str]] = []
-        self._expiry_order = itertools.count()
+        self._expiry: list[tuple[float, str]] = []
         self._lock = threading.Lock()
         self._faiss_ok: bool | None = None
 
@@ -319,12 +317,13 @@ class MemoryBackend:
         """Remember when ``slot`` expires (a heap rebuilt once stale items dominate it)."""
         if slot.expires_at is None:
             return
-        heapq.heappush(self._expiry, (slot.expires_at, next(self._expiry_order), slot.exact))
-        if len(self._expiry) > 2 * len(self._entries) + _EXPIRY_HEAP_SLACK:
+        heapq.heappush(self._expiry, (slot.expires_at, slot.exact))
+        # Stale items are at most a quarter of the live entries (or a few dozen): a rebuild costs
+        # O(entries) once per entries/4 puts, and the heap's memory stays flat.
+        live = len(self._entries)
+        if len(self._expiry) > live + max(_EXPIRY_HEAP_SLACK, live // 4):
             self._expiry = [
-                (s.expires_at, next(self._expiry_order), s.exact)
-                for s in self._entries.values()
-                if s.expires_at is not None
+                (s.expires_at, s.exact) for s in self._entries.values() if s.expires_at is not None
             ]
             heapq.heapify(self._expiry)
 
@@ -334,7 +333,7 @@ class MemoryBackend:
         now = time.time()
         expired = []
         while self._expiry and self._expiry[0][0] <= now:
-            slot = self._entries.get(heapq.heappop(self._expiry)[2])
+            slot = self._entries.get(heapq.heappop(self._expiry)[1])
             if slot is not None and slot.expired(now):
                 expired.append(slot)
         self._discard(expired)  # expired entries go first, however recently used
