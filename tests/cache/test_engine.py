@@ -229,6 +229,40 @@ def test_text_only_keys_are_unchanged() -> None:
     assert key.exact == "304e9d493bb462cb9ee7cfd1fffcf0afc03429de45fdb54af61cc54513257c7c"
 
 
+def test_parallel_tool_calls_keys() -> None:
+    """Without ``parallel_tool_calls`` a request keeps its key; with it, the key is the one it had
+    in ``extra`` (values computed before the field existed), and each value has its own scope."""
+    weather = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+    tools: dict[str, Any] = {"tools": [weather], "tool_choice": "auto"}
+    unset = cache_key(ask("Weather in Paris?", **tools), "ns")
+    assert unset.scope == "e7f81302df265f7bc3c1e54dbf5a8d90b5fdbe1d158b4cf8596701495f91cfc7"
+    assert unset.exact == "053085cfb435de2877ea35f4beb565aa2a288d8d60cc19457315f7930bd0ca32"
+    single = cache_key(ask("Weather in Paris?", parallel_tool_calls=False, **tools), "ns")
+    assert single.scope == "f4e34a9e3206876782acfd0b7b0de8a466a67124f1219d5d045e2d51c0658c10"
+    assert single.exact == "05ea197b93dd8d5bb4bbebfc747e7ddefdbb3f565a8aa7961382c8150953728e"
+    in_extra = ask("Weather in Paris?", extra={"parallel_tool_calls": False}, **tools)
+    assert cache_key(in_extra, "ns") == single
+    several = cache_key(ask("Weather in Paris?", parallel_tool_calls=True, **tools), "ns")
+    assert len({unset.scope, single.scope, several.scope}) == 3
+
+
+async def test_a_request_allowing_parallel_calls_misses_one_that_forbade_them(
+    engine: CacheEngine,
+) -> None:
+    weather = {"type": "function", "function": {"name": "get_weather"}}
+    forbidden = ask("Weather in Paris and Rome?", tools=[weather], parallel_tool_calls=False)
+    await engine.store(forbidden, answer("One call."))
+    assert await engine.lookup(forbidden) is not None
+    allowed = forbidden.model_copy(update={"parallel_tool_calls": None})
+    assert await engine.lookup(allowed) is None
+
+
 async def test_a_text_cannot_take_the_key_of_an_image() -> None:
     image = ImageURLBlock(image_url=ImageURL(url="https://example.com/cat.png"))
     marker = fingerprint(image)

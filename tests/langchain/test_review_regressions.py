@@ -2,7 +2,8 @@
 
 LangChain's cache key of a ``ChatRouter`` holding a live router, cache entries that cannot be
 loaded back, routers kept across ``configurable_fields`` rebuilds, invalid tool calls sent back,
-streamed tool names repeated by the server, and the cost handlers using the router's own cost.
+streamed tool names repeated by the server, the cost handlers using the router's own cost, and
+``parallel_tool_calls`` reaching each provider in its own words (never as an unknown field).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from llm_cache_router_integrations.testing.openai_server import OpenAIServer
 from llm_cache_router_integrations.testing.server import StreamReply, sse
 from llm_cache_router_integrations.types import LLMResponse, ToolCallDelta
 
-from .conftest import FAST_RETRY, KEY, anthropic_provider, openai_provider
+from .conftest import FAST_RETRY, KEY, OVERLOADED, anthropic_provider, openai_provider
 
 EXACT = CacheConfig(semantic=False)  # exact matching: no encoder to load
 WEATHER = {
@@ -375,3 +376,55 @@ def test_cost_handlers_use_the_cost_the_router_charged(openai_server: OpenAIServ
     assert answer.response_metadata["cost_usd"] > 0.001  # the router's own prices
     assert costs.total_cost_usd == pytest.approx(charged)
     assert budget.spent()["daily"] == pytest.approx(charged)
+
+
+# --------------------------------------------------------------------------- parallel tool calls
+def _openai_then_anthropic(
+    openai_server: OpenAIServer, anthropic_server: AnthropicServer
+) -> ChatRouter:
+    return ChatRouter(
+        providers={
+            "openai": openai_provider(openai_server, "gpt-4o-mini"),
+            "anthropic": anthropic_provider(anthropic_server, "claude-3-5-haiku-latest"),
+        },
+        model="openai/gpt-4o-mini",
+        fallback_chain=["openai/gpt-4o-mini", "anthropic/claude-3-5-haiku-latest"],
+        retry=FAST_RETRY,
+    )
+
+
+def test_bind_tools_parallel_tool_calls_survives_a_fallback_to_anthropic(
+    openai_server: OpenAIServer, anthropic_server: AnthropicServer
+) -> None:
+    # It used to travel in ``extra``, copied unchanged into Anthropic's body (a 400 there).
+    llm = _openai_then_anthropic(openai_server, anthropic_server).bind_tools(
+        [WEATHER], parallel_tool_calls=False
+    )
+    llm.invoke("weather in Paris?")
+    assert openai_server.requests[-1].body["parallel_tool_calls"] is False
+
+    openai_server.push(OVERLOADED, OVERLOADED)
+    ai = llm.invoke("weather in Rome?")
+    assert ai.response_metadata["provider"] == "anthropic"
+    body = anthropic_server.requests[-1].body
+    assert body["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
+    assert "parallel_tool_calls" not in body
+
+
+def test_parallel_tool_calls_given_as_a_call_keyword_is_the_field(
+    openai_server: OpenAIServer, anthropic_server: AnthropicServer
+) -> None:
+    llm = _openai_then_anthropic(openai_server, anthropic_server).bind_tools(
+        [WEATHER], tool_choice="get_weather"
+    )
+    openai_server.push(OVERLOADED, OVERLOADED)
+    llm.invoke("weather in Oslo?", parallel_tool_calls=False)
+    body = anthropic_server.requests[-1].body
+    assert body["tool_choice"] == {
+        "type": "tool",
+        "name": "get_weather",
+        "disable_parallel_tool_use": True,
+    }
+    assert "parallel_tool_calls" not in body
+    llm.invoke("weather in Lima?")  # unset: the provider's default, nothing sent
+    assert "parallel_tool_calls" not in openai_server.requests[-1].body

@@ -384,15 +384,26 @@ async def test_streamed_tool_calls_keep_one_unless_parallel_allowed(
     assert "parallel_tool_calls" not in openai_server.requests[-1].body
 
 
-def test_parallel_tool_calls_flag_only_when_every_provider_is_openai(
+def test_one_tool_call_is_asked_of_every_provider_of_the_router(
     openai_server: OpenAIServer, anthropic_server: AnthropicServer
 ) -> None:
-    # Anthropic's API rejects the parameter: a router that may fall back to it trims instead.
+    # Not only for all-openai routers: each adapter translates the field, so a fallback to
+    # Anthropic asks for one call in its own words instead of receiving an unknown field.
     openai_server.push(_two_calls_stream(openai_server))
     llm = RouterLLM(router=make_router(openai_server, anthropic_server))
     tool = FunctionTool.from_defaults(fn=weather)
     responses = list(llm.stream_chat_with_tools([tool], user_msg="Weather in two cities?"))
-    assert len(llm.get_tool_calls_from_response(responses[-1])) == 1
+    assert len(llm.get_tool_calls_from_response(responses[-1])) == 1  # trimming stays
+    assert openai_server.requests[-1].body["parallel_tool_calls"] is False
+
+    openai_server.push(OVERLOADED, OVERLOADED)
+    fell_back = llm.chat_with_tools([tool], user_msg="Weather in Oslo?")
+    assert fell_back.additional_kwargs["provider"] == "anthropic"
+    body = anthropic_server.requests[-1].body
+    assert body["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
+    assert "parallel_tool_calls" not in body
+
+    llm.chat_with_tools([tool], user_msg="Weather in Lima?", allow_parallel_tool_calls=True)
     assert "parallel_tool_calls" not in openai_server.requests[-1].body
     llm.chat(user("no tools"))
     assert "parallel_tool_calls" not in openai_server.requests[-1].body
@@ -428,7 +439,11 @@ async def test_astructured_predict_across_a_fallback(
     )
     assert isinstance(forecast, Forecast) and forecast.city == "Paris"
     assert len(openai_server.requests) == 2 and len(anthropic_server.requests) == 1
-    assert anthropic_server.requests[0].body["tool_choice"] == {"type": "any"}
+    # One call asked for (LlamaIndex's structured predict does not allow parallel calls).
+    assert anthropic_server.requests[0].body["tool_choice"] == {
+        "type": "any",
+        "disable_parallel_tool_use": True,
+    }
     fallback = collector.of(FallbackEvent)
     assert len(fallback) == 1 and fallback[0].failed == [PRIMARY]
     assert fallback[0].answered_by == SECONDARY

@@ -2,6 +2,8 @@
 
 The scope covers everything that changes the answer besides the last user question: the model,
 every sampling/output parameter, the tools, the system prompt, the earlier turns and the namespace.
+``parallel_tool_calls`` enters the key inside ``extra``, where it travelled before it had a field,
+so the keys persisted then still hit and a request without it keeps its key.
 Two requests with different scopes never share a hit. Media blocks enter keys as SHA-256
 fingerprints of their bytes or URL, never as base64.
 
@@ -100,23 +102,28 @@ def cache_key(request: ChatRequest, namespace: str = "default") -> CacheKey:
         _canonical_message(m) for m in messages[:last] if m.role not in ("system", "developer")
     ]
     after = [_canonical_message(m) for m in messages[last + 1 :]]
+    params = request.model_dump(
+        include={
+            "temperature",
+            "top_p",
+            "max_tokens",
+            "stop",
+            "seed",
+            "tool_choice",
+            "response_format",
+            "extra",
+        },
+        exclude_none=True,
+        by_alias=True,
+    )
+    if request.parallel_tool_calls is not None:
+        # Keyed as it was when it travelled in ``extra``: those persisted keys keep hitting,
+        # and a request without it keeps its key unchanged.
+        params["extra"] = {**params["extra"], "parallel_tool_calls": request.parallel_tool_calls}
     scope = {
         "namespace": namespace,
         "model": request.model,
-        "params": request.model_dump(
-            include={
-                "temperature",
-                "top_p",
-                "max_tokens",
-                "stop",
-                "seed",
-                "tool_choice",
-                "response_format",
-                "extra",
-            },
-            exclude_none=True,
-            by_alias=True,
-        ),
+        "params": params,
         "tools": [t.model_dump(exclude_none=True) for t in request.tools or ()],
         "system": system,
         "earlier": _digest(earlier) if earlier else _NO_EARLIER_TURNS,

@@ -694,6 +694,7 @@ class ChatRouter(BaseChatModel):
         *,
         tool_choice: str | bool | Mapping[str, Any] | None = None,
         strict: bool | None = None,
+        parallel_tool_calls: bool | None = None,
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, AIMessage]:
         """Bind tools (any form ``convert_to_openai_tool`` accepts).
@@ -701,11 +702,17 @@ class ChatRouter(BaseChatModel):
         ``tool_choice``: ``"auto"``, ``"none"``, ``"any"``/``"required"``/``True`` (some tool),
         a tool name, or an OpenAI/Anthropic tool-choice dict. Every provider adapter translates
         tools and choices, so a fallback to another provider keeps tool calling working.
+
+        ``parallel_tool_calls``: ``False`` asks for at most one tool call per answer (OpenAI's
+        ``parallel_tool_calls``, Anthropic's ``disable_parallel_tool_use``; Gemini and Ollama have
+        no such switch and get none), ``None`` leaves the provider's default.
         """
         formatted = [convert_to_openai_tool(tool, strict=strict) for tool in tools]
         choice = _tool_choice(tool_choice)
         if choice is not None:
             kwargs["tool_choice"] = choice
+        if parallel_tool_calls is not None:
+            kwargs["parallel_tool_calls"] = parallel_tool_calls
         return self.bind(tools=formatted, **kwargs)
 
     def with_structured_output(

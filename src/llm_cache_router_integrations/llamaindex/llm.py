@@ -472,9 +472,10 @@ class RouterLLM(FunctionCallingLLM):
     ) -> dict[str, Any]:
         """Tools in OpenAI's shape, ``tool_choice`` (``required`` when a tool is required).
 
-        Without ``allow_parallel_tool_calls``, a router whose providers are all ``openai`` asks
-        for one call (``parallel_tool_calls=False``); other providers' APIs reject that
-        parameter, so their answers are trimmed to the first call instead (streams included).
+        Without ``allow_parallel_tool_calls``, the request asks for one call
+        (``parallel_tool_calls=False``, which each provider adapter translates or, where its API
+        has no such switch, drops), and answers are still trimmed to the first call (streams
+        included).
         """
         messages = list(chat_history or [])
         if user_msg is not None:
@@ -493,9 +494,7 @@ class RouterLLM(FunctionCallingLLM):
             call["tool_choice"] = (
                 tool_choice if tool_choice is not None else "required" if tool_required else "auto"
             )
-            if not allow_parallel_tool_calls and all(
-                provider.type_name == "openai" for provider in self.router.providers.values()
-            ):
+            if not allow_parallel_tool_calls:
                 call.setdefault("parallel_tool_calls", False)
         return call
 

@@ -9,6 +9,8 @@ and consecutive turns of one role are merged because Anthropic requires alternat
 input is returned as the answer's text (as langchain-anthropic does for structured output; any
 text the model writes beside that tool call is dropped), and ``json_object`` adds an instruction
 to the system prompt. ``seed`` has no Anthropic equivalent and is not sent.
+``parallel_tool_calls=False`` becomes ``tool_choice.disable_parallel_tool_use`` (never a top-level
+field, which Anthropic rejects).
 """
 
 from __future__ import annotations
@@ -321,10 +323,18 @@ class AnthropicProvider(BaseProvider):
                 }
             )
             choice = {"type": "tool", "name": schema.name}
+        if tools and request.parallel_tool_calls is False:
+            # Anthropic's switch lives in tool_choice (auto/any/tool; "none" does not take it).
+            choice = choice or {"type": "auto"}
+            if choice["type"] != "none":
+                choice["disable_parallel_tool_use"] = True
         return tools, choice if tools else None
 
     def build_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
-        """The JSON body of a ``/v1/messages`` request (``seed`` is dropped: unsupported)."""
+        """The JSON body of a ``/v1/messages`` request (``seed`` is dropped: unsupported).
+
+        ``parallel_tool_calls=False`` becomes ``tool_choice.disable_parallel_tool_use``.
+        """
         system, messages = self.convert_messages(request)
         body: dict[str, Any] = {
             "model": request.model,

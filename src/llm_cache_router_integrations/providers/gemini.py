@@ -9,6 +9,9 @@ Gemini 2.5+ attaches an opaque ``thoughtSignature`` to function calls, and Gemin
 replayed function call without it. The unified :class:`~..types.ToolCall` has no field for it, so
 each provider instance remembers the signatures it received (by tool-call id) and sends them back;
 for a Gemini 3 call it never saw, it sends Google's documented validator-skipping placeholder.
+
+``parallel_tool_calls`` has no Gemini equivalent and is not sent (a caller that needs one call
+trims the answer itself, as LlamaIndex's ``RouterLLM`` does).
 """
 
 from __future__ import annotations

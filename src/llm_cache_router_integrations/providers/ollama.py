@@ -4,6 +4,8 @@
 blocks are joined into ``content``, images become base64 strings in ``images`` (Ollama needs the
 bytes, so an ``http(s)`` image URL is rejected before any call), tool-call arguments are sent as
 objects and a tool result names its function in ``tool_name``.
+
+``parallel_tool_calls`` has no Ollama equivalent and is not sent.
 """
 
 from __future__ import annotations

@@ -230,6 +230,10 @@ class OpenAICompatibleProvider(BaseProvider):
             if self.supports_stream_usage:
                 body["stream_options"] = {"include_usage": True}
         body.update(self.config.params)
+        if request.tools and request.parallel_tool_calls is not None:
+            # The request's own choice beats a provider-wide default; only with tools (OpenAI
+            # rejects the parameter without them). ``extra`` never holds it (see ChatRequest).
+            body["parallel_tool_calls"] = request.parallel_tool_calls
         body.update(request.extra)
         return body
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .messages import Message
 
@@ -80,6 +80,12 @@ class ChatRequest(BaseModel):
 
     ``extra`` is passed through to the provider's body untouched (e.g. ``top_k``,
     ``enable_thinking``), so provider-specific parameters never need a new field here.
+
+    ``parallel_tool_calls``: ``False`` asks for at most one tool call per answer, ``True`` allows
+    several, ``None`` (the default) leaves it to the provider. Each adapter translates it (OpenAI
+    and compatible: ``parallel_tool_calls``; Anthropic: ``tool_choice.disable_parallel_tool_use``)
+    or drops it where the API has no such switch (Gemini, Ollama). A ``parallel_tool_calls`` key
+    given in ``extra`` moves to this field, so it never reaches a body unchanged.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -94,7 +100,31 @@ class ChatRequest(BaseModel):
     tools: list[ToolDefinition] | None = None
     tool_choice: ToolChoice | None = None
     response_format: ResponseFormat | None = None
+    parallel_tool_calls: bool | None = Field(default=None, strict=True)
     extra: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parallel_tool_calls_from_extra(cls, data: Any) -> Any:
+        # LangChain/LlamaIndex callers and older code pass it as a provider parameter: it has a
+        # field now, translated per provider (Anthropic rejects a top-level parallel_tool_calls).
+        if not isinstance(data, dict):
+            return data
+        extra = data.get("extra")
+        if not isinstance(extra, dict) or "parallel_tool_calls" not in extra:
+            return data
+        extra = dict(extra)
+        value = extra.pop("parallel_tool_calls")
+        field = data.get("parallel_tool_calls")
+        if field is not None and value is not None and field != value:
+            raise ValueError(
+                "parallel_tool_calls is given twice with different values (as a field and in "
+                "extra): give it once, as the parallel_tool_calls field"
+            )
+        data = {**data, "extra": extra}
+        if field is None:
+            data["parallel_tool_calls"] = value
+        return data
 
     @field_validator("stop", mode="before")
     @classmethod
