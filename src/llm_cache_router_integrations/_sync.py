@@ -3,22 +3,50 @@
 Coroutines run on one private event loop in a daemon thread (a "portal"), so a blocking call from
 inside a running loop neither needs ``nest_asyncio`` nor re-enters that loop, and connection pools
 created for the portal loop are reused across sync calls.
+
+A blocking call made on a thread that runs an event loop (a Jupyter cell) freezes that loop until
+it returns. When router calls are in flight as tasks on that loop, they are frozen too, and the
+sync call may wait on them (a ``max_concurrency`` slot one of them holds): a deadlock. So when the
+call has not finished after :data:`FROZEN_LOOP_TIMEOUT` seconds while such tasks exist, it is
+cancelled and :class:`SyncCallDeadlockError` names the fix (``await`` the async method). A sync
+call interrupted by ``KeyboardInterrupt`` (or any other exception in the waiting thread) cancels
+its coroutine instead of leaving it running on the portal.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import os
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
-__all__ = ["iterate_sync", "run_sync"]
+from .errors import LLMRouterError
+
+__all__ = ["FROZEN_LOOP_TIMEOUT", "SyncCallDeadlockError", "iterate_sync", "run_sync"]
 
 T = TypeVar("T")
+
+FROZEN_LOOP_TIMEOUT = 3.0
+"""Seconds a sync call may block a running event loop that has router calls in flight on it."""
+
+_CANCEL_GRACE = 5.0  # how long an interrupted call waits for its coroutine to unwind
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 _thread: threading.Thread | None = None
+
+
+class SyncCallDeadlockError(LLMRouterError, RuntimeError):
+    """A sync twin blocked an event loop whose own router calls it was waiting on.
+
+    Raised when a blocking call (``complete_sync``, ``stream_sync``, ...) is made on a thread
+    running an event loop, router calls are in flight as tasks on that loop, and the blocking call
+    has not finished within :data:`FROZEN_LOOP_TIMEOUT` seconds. Use the async method
+    (``await router.complete(...)``) inside a running event loop instead.
+    """
 
 
 def _portal() -> asyncio.AbstractEventLoop:
@@ -40,10 +68,101 @@ def _check_thread() -> None:
         )
 
 
+def _in_running_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _frozen_router_tasks() -> int:
+    """Tasks of the event loop running on this thread (other than the current one) that are
+    suspended inside this package: a blocking call here freezes them."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return 0
+    current = asyncio.current_task(loop)
+    frozen = 0
+    for task in asyncio.all_tasks(loop):
+        if task is current or task.done():
+            continue
+        if any(f.f_code.co_filename.startswith(_PACKAGE_DIR) for f in task.get_stack()):
+            frozen += 1
+    return frozen
+
+
+class _Call(Generic[T]):
+    """A coroutine submitted to the portal loop that the waiting thread can cancel and await."""
+
+    def __init__(self, coro: Coroutine[Any, Any, T], loop: asyncio.AbstractEventLoop) -> None:
+        self._coro = coro
+        self._loop = loop
+        self._task: asyncio.Task[T] | None = None
+        self._abandoned = False
+        self._settled = threading.Event()
+        self.future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(
+            self._run(), loop
+        )
+
+    async def _run(self) -> T:
+        try:
+            self._task = asyncio.current_task()
+            if self._abandoned:
+                self._coro.close()
+                raise asyncio.CancelledError
+            return await self._coro
+        finally:
+            self._settled.set()
+
+    def _cancel_on_loop(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    def abandon(self) -> None:
+        """Cancel the coroutine and wait (bounded) until it has unwound."""
+        self._abandoned = True
+        try:
+            self._loop.call_soon_threadsafe(self._cancel_on_loop)
+        except RuntimeError:  # the portal loop is closed: nothing left to cancel
+            self._coro.close()
+            return
+        self._settled.wait(_CANCEL_GRACE)
+
+    def result(self) -> T:
+        """Block until the coroutine's result; cancel it if the wait is interrupted."""
+        try:
+            if _in_running_loop():
+                done, _ = concurrent.futures.wait([self.future], timeout=FROZEN_LOOP_TIMEOUT)
+                if not done:
+                    frozen = _frozen_router_tasks()
+                    if frozen:
+                        raise SyncCallDeadlockError(
+                            "a blocking sync call (complete_sync, stream_sync, ...) was made on "
+                            f"a thread whose running event loop has {frozen} router call(s) in "
+                            "flight as tasks; blocking the loop froze them and this call was "
+                            f"still waiting after {FROZEN_LOOP_TIMEOUT:g}s (e.g. for a "
+                            "max_concurrency slot one of them holds). Inside a running event "
+                            "loop (Jupyter, async code) use the async methods: "
+                            "await router.complete(...), async for ... in router.stream(...)"
+                        )
+            return self.future.result()
+        except BaseException:
+            if not self.future.done():
+                self.abandon()
+            raise
+
+
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` to completion and return its result, from any thread."""
+    """Run ``coro`` to completion and return its result, from any thread.
+
+    Raises:
+        SyncCallDeadlockError: called inside a running event loop that has router calls in
+            flight, and not finished within :data:`FROZEN_LOOP_TIMEOUT` seconds.
+    """
     _check_thread()
-    return asyncio.run_coroutine_threadsafe(coro, _portal()).result()
+    return _Call(coro, _portal()).result()
 
 
 def iterate_sync(agen: AsyncIterator[T]) -> Iterator[T]:
@@ -60,7 +179,7 @@ def iterate_sync(agen: AsyncIterator[T]) -> Iterator[T]:
     finished = False
     try:
         while True:
-            ok, item = asyncio.run_coroutine_threadsafe(step(), loop).result()
+            ok, item = _Call(step(), loop).result()
             if not ok:
                 finished = True
                 return
@@ -69,4 +188,4 @@ def iterate_sync(agen: AsyncIterator[T]) -> Iterator[T]:
         if not finished:
             aclose = getattr(agen, "aclose", None)
             if aclose is not None:
-                asyncio.run_coroutine_threadsafe(aclose(), loop).result()
+                _Call(aclose(), loop).result()

@@ -45,14 +45,20 @@ def test_metrics_endpoint_scraped_and_parsed(servers: list[OpenAIServer]) -> Non
         for family in text_string_to_metric_families(text)
         for s in family.samples
     }
-    assert samples[("llm_router_cache_hits_total", ())] == 1
-    assert samples[("llm_router_cache_misses_total", ())] == 1
-    assert samples[("llm_router_cost_usd_total", ())] > 0
+    default = (("router", "default"),)
+    assert samples[("llm_router_cache_hits_total", default)] == 1
+    assert samples[("llm_router_cache_misses_total", default)] == 1
+    assert samples[("llm_router_cost_usd_total", default)] > 0
     assert (
-        samples[("llm_router_saved_cost_usd_total", ())]
-        == samples[("llm_router_cost_usd_total", ())]
+        samples[("llm_router_saved_cost_usd_total", default)]
+        == samples[("llm_router_cost_usd_total", default)]
     )
-    a_labels = (("deployment", "a/gpt-4o-mini"), ("model", "gpt-4o-mini"), ("provider", "a"))
+    a_labels = (
+        ("deployment", "a/gpt-4o-mini"),
+        ("model", "gpt-4o-mini"),
+        ("provider", "a"),
+        ("router", "default"),
+    )
     assert samples[("llm_router_provider_errors_total", a_labels)] == 1
     assert samples[("llm_router_circuit_state", a_labels)] == 0
     assert (
@@ -68,6 +74,7 @@ def test_metrics_endpoint_scraped_and_parsed(servers: list[OpenAIServer]) -> Non
         "llm_router_http_request_duration_seconds_count",
         (("method", "POST"), ("path", "/chat"), ("status", "200")),
     ) in samples
-    assert samples[("llm_router_budget_remaining_usd", (("window", "daily"),))] < 2.0
+    budget_labels = (("router", "default"), ("window", "daily"))
+    assert samples[("llm_router_budget_remaining_usd", budget_labels)] < 2.0
     print(f"/metrics parsed: {len(samples)} samples")
     router.close()

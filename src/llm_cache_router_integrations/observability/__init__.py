@@ -4,6 +4,11 @@ Requires the ``server`` extra (``prometheus-client``, ``fastapi``).
 """
 
 from .fastapi import add_http_metrics_middleware, mount_metrics_endpoint
-from .metrics import RouterCollector
+from .metrics import RouterCollector, register_router
 
-__all__ = ["RouterCollector", "add_http_metrics_middleware", "mount_metrics_endpoint"]
+__all__ = [
+    "RouterCollector",
+    "add_http_metrics_middleware",
+    "mount_metrics_endpoint",
+    "register_router",
+]

@@ -14,14 +14,22 @@ from prometheus_client import (
     generate_latest,
 )
 
-from .metrics import RouterCollector
+from .metrics import register_router
 
 if TYPE_CHECKING:
     from fastapi import FastAPI, Request, Response
 
     from ..router import LLMRouter
 
-__all__ = ["add_http_metrics_middleware", "mount_metrics_endpoint", "registry_for"]
+__all__ = [
+    "UNMATCHED_PATH",
+    "add_http_metrics_middleware",
+    "mount_metrics_endpoint",
+    "registry_for",
+]
+
+UNMATCHED_PATH = "<unmatched>"
+"""The ``path`` label of requests that matched no route (404s, scanners): one series, not one per URL."""
 
 
 def registry_for(app: FastAPI) -> CollectorRegistry:
@@ -35,7 +43,10 @@ def registry_for(app: FastAPI) -> CollectorRegistry:
 
 def add_http_metrics_middleware(app: FastAPI, registry: CollectorRegistry | None = None) -> None:
     """Count requests (``llm_router_http_requests_total``) and time them
-    (``llm_router_http_request_duration_seconds``) by method, route and status."""
+    (``llm_router_http_request_duration_seconds``) by method, route and status.
+
+    ``path`` is the route's template (``/items/{item_id}``), or ``"<unmatched>"`` for a request
+    that matched no route, so arbitrary URLs cannot create new time series."""
     registry = registry or registry_for(app)
     labels = ["method", "path", "status"]
     requests = Counter("llm_router_http_requests", "HTTP requests", labels, registry=registry)
@@ -58,7 +69,9 @@ def add_http_metrics_middleware(app: FastAPI, registry: CollectorRegistry | None
             return response
         finally:
             route: Any = request.scope.get("route")
-            path = getattr(route, "path", request.url.path)
+            path = getattr(route, "path", None)
+            if not isinstance(path, str):
+                path = UNMATCHED_PATH
             values = (request.method, path, str(status))
             requests.labels(*values).inc()
             duration.labels(*values).observe(time.perf_counter() - started)
@@ -69,13 +82,26 @@ def mount_metrics_endpoint(
     router: LLMRouter,
     path: str = "/metrics",
     registry: CollectorRegistry | None = None,
+    name: str | None = None,
 ) -> None:
-    """Serve the router's metrics (and the HTTP metrics, when added) in Prometheus text format."""
+    """Serve the router's metrics (and the HTTP metrics, when added) in Prometheus text format.
+
+    Several routers can be mounted on one app: each joins the registry's one collector under its
+    ``name`` (the ``router`` label, default ``"default"``) and ``path`` is served once.
+
+    Raises:
+        ConfigurationError: another router already uses ``name`` on this registry.
+    """
     from fastapi import Response
     from starlette.concurrency import run_in_threadpool
 
     registry = registry or registry_for(app)
-    registry.register(RouterCollector(router))
+    register_router(router, name=name, registry=registry)
+    served: set[tuple[str, int]] = getattr(app.state, "llm_router_metrics_paths", set())
+    app.state.llm_router_metrics_paths = served
+    if (path, id(registry)) in served:
+        return
+    served.add((path, id(registry)))
 
     async def metrics() -> Response:
         # Collecting reads the budget store; keep that off the server's event loop.
