@@ -23,6 +23,7 @@ from .errors import (
     ProviderUnavailableError,
     RateLimitError,
     StreamInterruptedError,
+    SyncCallDeadlockError,
 )
 from .providers import BaseProvider, ProviderConfig, create_provider, register_provider
 from .router import LLMRouter
@@ -77,6 +78,7 @@ __all__ = [
     "StreamAccumulator",
     "StreamChunk",
     "StreamInterruptedError",
+    "SyncCallDeadlockError",
     "ToolCall",
     "Usage",
     "__version__",

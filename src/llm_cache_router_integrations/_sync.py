@@ -22,7 +22,7 @@ import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any, Generic, TypeVar
 
-from .errors import LLMRouterError
+from .errors import SyncCallDeadlockError
 
 __all__ = ["FROZEN_LOOP_TIMEOUT", "SyncCallDeadlockError", "iterate_sync", "run_sync"]
 
@@ -37,16 +37,6 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 _thread: threading.Thread | None = None
-
-
-class SyncCallDeadlockError(LLMRouterError, RuntimeError):
-    """A sync twin blocked an event loop whose own router calls it was waiting on.
-
-    Raised when a blocking call (``complete_sync``, ``stream_sync``, ...) is made on a thread
-    running an event loop, router calls are in flight as tasks on that loop, and the blocking call
-    has not finished within :data:`FROZEN_LOOP_TIMEOUT` seconds. Use the async method
-    (``await router.complete(...)``) inside a running event loop instead.
-    """
 
 
 def _portal() -> asyncio.AbstractEventLoop:

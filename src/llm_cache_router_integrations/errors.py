@@ -29,6 +29,7 @@ __all__ = [
     "ProviderUnavailableError",
     "RateLimitError",
     "StreamInterruptedError",
+    "SyncCallDeadlockError",
 ]
 
 
@@ -232,3 +233,13 @@ class StreamInterruptedError(ProviderError):
         )
         self.partial_text = partial_text
         self.cause = cause
+
+
+class SyncCallDeadlockError(LLMRouterError, RuntimeError):
+    """A sync twin blocked an event loop whose own router calls it was waiting on.
+
+    Raised when a blocking call (``complete_sync``, ``stream_sync``, ...) is made on a thread
+    running an event loop, router calls are in flight as tasks on that loop, and the blocking call
+    has not finished within :data:`~._sync.FROZEN_LOOP_TIMEOUT` seconds (3). Use the async method
+    (``await router.complete(...)``) inside a running event loop instead.
+    """
