@@ -24,7 +24,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator, Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -599,16 +599,8 @@ class LLMRouter:
         if window is not None and input_tokens + (request.max_tokens or 0) > window:
             return f"context window {window} exceeded by ~{input_tokens} input tokens"
         limiter = deployment.limiter
-        if limiter.enabled:
-            while (wait := await limiter.acquire(input_tokens)) > 0:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if (
-                    deployment.settings.on_limit == "skip"
-                    or wait > deployment.settings.max_wait
-                    or (remaining is not None and wait > remaining)
-                ):
-                    return "rate limited"
-                await asyncio.sleep(wait)
+        if not await self._take_limit(deployment, input_tokens, priority, deadline):
+            return "rate limited"
         try:
             reservation = await self.budget.reserve(
                 deployment.price.worst_case(input_tokens, request.max_tokens)
@@ -627,14 +619,56 @@ class LLMRouter:
             # The deadline passed while queued: never called, so no failure of the deployment.
             skip = f"{DEADLINE_PASSED} while it waited in the queue"
         except BaseException:  # cancelled while queued: give back what was taken
-            await limiter.acorrect(input_tokens, 0)
-            await self.budget.settle(reservation, 0.0)
+            await self._release(deployment, reservation, input_tokens, 0, 0.0)
             raise
         if skip is not None:
-            await limiter.acorrect(input_tokens, 0)
-            await self.budget.settle(reservation, 0.0)
+            await self._release(deployment, reservation, input_tokens, 0, 0.0)
             return skip
         return reservation
+
+    @staticmethod
+    async def _take_limit(
+        deployment: Deployment, tokens: int, priority: Priority, deadline: float | None
+    ) -> bool:
+        """Take one request of ``tokens`` from ``deployment``'s rate limits for an HTTP attempt
+        (first or retry): ``False`` when it is limited (``on_limit="skip"``) or the limit would
+        not free up within ``max_wait`` and the call's deadline (``"wait"``, served by priority)."""
+        limiter = deployment.limiter
+        if not limiter.enabled:
+            return True
+        if deployment.settings.on_limit == "skip":
+            return await limiter.acquire(tokens) == 0
+        until = time.monotonic() + deployment.settings.max_wait
+        if deadline is not None:
+            until = min(until, deadline)
+        return await deployment.limit_queue.acquire(limiter, tokens, priority, until)
+
+    async def _release(
+        self,
+        deployment: Deployment,
+        reservation: Reservation,
+        estimated: int,
+        actual_tokens: int,
+        cost: float,
+    ) -> None:
+        """Settle ``reservation`` to ``cost`` and correct the tpm charge of ``estimated`` tokens to
+        ``actual_tokens``: run to the end even when the caller is cancelled meanwhile (the cancel
+        still reaches it), so a slow store never leaves a reservation half settled. Settle each
+        reservation through here once, and count it settled *before* awaiting this."""
+        await _shielded(self._settle(deployment, reservation, estimated, actual_tokens, cost))
+
+    async def _settle(
+        self,
+        deployment: Deployment,
+        reservation: Reservation,
+        estimated: int,
+        actual_tokens: int,
+        cost: float,
+    ) -> None:
+        try:
+            await self.budget.settle(reservation, cost)
+        finally:
+            await deployment.limiter.acorrect(estimated, actual_tokens)
 
     def _attempt_timeout(self, deployment: Deployment, deadline: float | None) -> float | None:
         timeout = deployment.settings.timeout or deployment.provider.config.timeout
@@ -653,23 +687,26 @@ class LLMRouter:
             self._stats.charge(cost)
             deployment.stats.record_cost(cost)
 
-    async def _after_success(
+    def _after_success(
         self,
         deployment: Deployment,
         reservation: Reservation,
         estimated: int,
         response: LLMResponse,
-    ) -> None:
+    ) -> Coroutine[Any, Any, None]:
+        """Price and count a successful answer; returns its settlement, for the caller to mark the
+        reservation settled and then await (see :meth:`_release`)."""
         response.usage = _usage_or_estimate(response, estimated, deployment.model)
         cost = deployment.price.cost(response.usage)
         response.cost_usd = cost
-        await self.budget.settle(reservation, cost)
-        await deployment.limiter.acorrect(estimated, response.usage.total_tokens or estimated)
         deployment.breaker.record_success()
         deployment.stats.record_success(
             response.latency_ms, response.usage.input_tokens, response.usage.output_tokens, cost
         )
         self._stats.success(cost)
+        return self._release(
+            deployment, reservation, estimated, response.usage.total_tokens or estimated, cost
+        )
 
     def _retry_delay(
         self,
@@ -845,6 +882,10 @@ class LLMRouter:
                             errors.append(exc)
                             break
                         await asyncio.sleep(delay)
+                        # Every attempt is a request for the rate limits (tpm was charged once).
+                        if not await self._take_limit(deployment, 0, prio, deadline):
+                            errors.append(exc)
+                            break
                         continue
                     except InvalidRequestError as exc:
                         refusal = self._refusal(deployment, target, exc, stream=False)
@@ -854,9 +895,10 @@ class LLMRouter:
                         skipped.append((deployment.key, refusal))
                         break
                     response.route = list(route)
-                    await self._after_success(deployment, reservation, estimated, response)
+                    settlement = self._after_success(deployment, reservation, estimated, response)
                     probe = 0
-                    settled = True
+                    settled = True  # before awaiting it: a cancel meanwhile must not settle again
+                    await settlement
                     await self._store(request, response, control, namespace)
                     return response
             finally:
@@ -864,8 +906,8 @@ class LLMRouter:
                 # Cancelled, refused the request, out of time or a bug: the probe had no verdict.
                 deployment.breaker.release_probe(probe)
                 if not settled:
-                    await deployment.limiter.acorrect(estimated, 0)
-                    await self.budget.settle(reservation, 0.0)
+                    settled = True
+                    await self._release(deployment, reservation, estimated, 0, 0.0)
         raise self._final_error(request.model, errors, skipped)
 
     # ------------------------------------------------------------------ stream
@@ -952,6 +994,10 @@ class LLMRouter:
                             errors.append(exc)
                             break
                         await asyncio.sleep(delay)
+                        # Every attempt is a request for the rate limits (tpm was charged once).
+                        if not await self._take_limit(deployment, 0, prio, deadline):
+                            errors.append(exc)
+                            break
                         continue
                     except InvalidRequestError as exc:
                         await _aclose(agen)
@@ -970,11 +1016,12 @@ class LLMRouter:
                                 chunk.route = list(route)
                                 response = accumulator.response()
                                 response.route = list(route)
-                                await self._after_success(
+                                settlement = self._after_success(
                                     deployment, reservation, estimated, response
                                 )
                                 probe = 0
-                                settled = True
+                                settled = True  # before awaiting it (see complete)
+                                await settlement
                                 chunk.cost_usd = response.cost_usd
                                 chunk.usage = response.usage
                                 await self._store(request, response, control, namespace)
@@ -994,9 +1041,9 @@ class LLMRouter:
                         partial_cost = deployment.price.estimate(
                             estimated, count_tokens(accumulator.content, deployment.model)
                         )
-                        await self.budget.settle(reservation, partial_cost)
-                        self._charge_partial(deployment, partial_cost)
                         settled = True
+                        self._charge_partial(deployment, partial_cost)
+                        await _shielded(self.budget.settle(reservation, partial_cost))
                         raise StreamInterruptedError(
                             f"the stream from {deployment.key} failed after it had started: {exc}",
                             partial_text=accumulator.content,
@@ -1011,15 +1058,19 @@ class LLMRouter:
                 deployment.breaker.release_probe(probe)
                 if not settled:
                     # Abandoned by the caller mid-stream, or never started: bill what was streamed.
+                    settled = True
                     partial = (
                         count_tokens(accumulator.content, deployment.model) if started_output else 0
                     )
                     cost = deployment.price.estimate(estimated, partial) if started_output else 0.0
-                    await deployment.limiter.acorrect(
-                        estimated, estimated + partial if started_output else 0
-                    )
-                    await self.budget.settle(reservation, cost)
                     self._charge_partial(deployment, cost)
+                    await self._release(
+                        deployment,
+                        reservation,
+                        estimated,
+                        estimated + partial if started_output else 0,
+                        cost,
+                    )
         raise self._final_error(request.model, errors, skipped)
 
     async def _next(
@@ -1198,6 +1249,19 @@ def _replay(response: LLMResponse) -> Iterator[StreamChunk]:
         saved_usd=response.saved_usd,
         route=response.route,
     )
+
+
+_SETTLING: set[asyncio.Future[None]] = set()
+"""Settlements running on after their caller was cancelled (referenced until they end)."""
+
+
+async def _shielded(work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` to the end even if the caller is cancelled meanwhile; the cancel still reaches
+    the caller (at once), while ``work`` finishes in the background."""
+    task = asyncio.ensure_future(work)
+    _SETTLING.add(task)
+    task.add_done_callback(_SETTLING.discard)
+    await asyncio.shield(task)
 
 
 async def _aclose(agen: AsyncIterator[StreamChunk]) -> None:

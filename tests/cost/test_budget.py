@@ -13,7 +13,7 @@ import pytest
 
 from llm_cache_router_integrations import BudgetExceededError, CacheConfig, LLMRouter
 from llm_cache_router_integrations.cost import Budget, BudgetManager, RedisBudgetStore
-from llm_cache_router_integrations.cost.budget import NANO
+from llm_cache_router_integrations.cost.budget import NANO, InMemoryBudgetStore
 from llm_cache_router_integrations.testing.openai_server import OpenAIServer
 
 PRICE = {"budget-model": {"input": 1000.0, "output": 1000.0, "context_window": 100_000}}
@@ -186,4 +186,49 @@ async def test_unreachable_budget_store_fails_closed_with_a_typed_error() -> Non
         with pytest.raises(BudgetUnavailableError):
             await router.complete("hello", "budget-model", max_tokens=5)
         assert server.requests == []
+        await router.aclose()
+
+
+class SlowReplyStore(InMemoryBudgetStore):
+    """A network store (as Redis): a settlement is applied server-side, then its reply takes a
+    moment to come back; ``settling`` is set at that moment."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.settling: asyncio.Event | None = None
+
+    async def adjust(self, keys: tuple[str, ...], delta: int) -> None:
+        await super().adjust(keys, delta)
+        if self.settling is not None and delta != 0:
+            self.settling.set()
+            await asyncio.sleep(0.2)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_cancel_during_settlement_settles_once(stream: bool) -> None:
+    """A caller cancelled while the real cost is being settled: the reservation is settled once,
+    to the real cost (it used to be settled again with 0, handing the reservation back twice)."""
+    with OpenAIServer() as server:
+        store = SlowReplyStore()
+        router = router_for(server, budget={"daily_usd": 100.0}, budget_store=store)
+        store.settling = asyncio.Event()
+
+        async def call() -> None:
+            if stream:
+                async for _ in router.stream("hello", max_tokens=1000):
+                    pass
+            else:
+                await router.complete("hello", max_tokens=1000)
+
+        task = asyncio.create_task(call())
+        await store.settling.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        store.settling = None
+        await asyncio.sleep(0.3)  # the settlement's reply arrives
+        spent = (await router.budget.spent())["daily"]
+        assert len(server.answers) == 1
+        assert spent == pytest.approx(server_cost(server))
+        assert spent > 0
         await router.aclose()

@@ -1,5 +1,6 @@
 """LLMRouter edge cases against loopback servers: half-open probes that end without a verdict,
-deadlines that pass in a queue, answers without usage, and candidates that refuse a request."""
+deadlines that pass in a queue, answers without usage, candidates that refuse a request, and rate
+limits under retries and priorities."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from typing import Any
 import pytest
 
 from llm_cache_router_integrations import (
+    ConfigurationError,
     InvalidRequestError,
     LLMRouter,
     ProviderTimeoutError,
+    RateLimitError,
 )
 from llm_cache_router_integrations.cost.tokens import count_tokens
-from llm_cache_router_integrations.routing import CircuitState, Deployment
+from llm_cache_router_integrations.routing import CircuitState, Deployment, RateLimiter
 from llm_cache_router_integrations.testing import JSONReply, StreamReply
 from llm_cache_router_integrations.testing.anthropic_server import AnthropicServer
 from llm_cache_router_integrations.testing.ollama_server import OllamaServer
@@ -350,3 +353,108 @@ async def test_request_wrong_for_every_provider_is_not_passed_on(
         await router.complete(bad_image)
     assert server.requests == [] and anthropic.requests == []
     await router.aclose()
+
+
+# -- rate limits: every attempt takes a request, waiters are served by priority ------------------
+
+OVERLOADED = JSONReply({"error": {"message": "overloaded", "type": "server_error"}}, status=503)
+RETRIES = {"max_retries": 4, "base_delay": 0.001, "max_delay": 0.01}
+
+
+async def answer(router: LLMRouter, prompt: str, stream: bool, **kwargs: Any) -> None:
+    if stream:
+        async for _ in router.stream(prompt, **kwargs):
+            pass
+    else:
+        await router.complete(prompt, **kwargs)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_retries_take_requests_from_the_rpm_limit(server: OpenAIServer, stream: bool) -> None:
+    router = LLMRouter(
+        {"openai": provider(server, "gpt-4o-mini")},
+        retry=RETRIES,
+        breaker={"failure_threshold": 100},
+        deployments={"openai/gpt-4o-mini": {"rpm": 2}},
+    )
+    server.push(*[OVERLOADED] * 8)
+    failures = []
+    for i in range(4):
+        with pytest.raises(Exception) as caught:
+            await answer(router, f"q{i}", stream, max_tokens=10)
+        failures.append(type(caught.value))
+    assert len(server.requests) == 2  # rpm=2: the first call's attempt and one retry
+    assert failures[1:] == [RateLimitError] * 3
+    await router.aclose()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_retries_wait_for_the_limit(server: OpenAIServer, stream: bool) -> None:
+    router = LLMRouter(
+        {"openai": provider(server, "gpt-4o-mini")},
+        retry=RETRIES,
+        deployments={"openai/gpt-4o-mini": {"window": (1, 0.3), "on_limit": "wait"}},
+    )
+    server.push(OVERLOADED, OVERLOADED)
+    started = time.monotonic()
+    await answer(router, "retry me", stream, max_tokens=10)
+    assert len(server.requests) == 3
+    assert time.monotonic() - started >= 0.55  # one request per 0.3 s window
+    await router.aclose()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_rate_limit_waiters_are_served_by_priority(
+    server: OpenAIServer, stream: bool
+) -> None:
+    router = LLMRouter(
+        {"openai": provider(server, "gpt-4o-mini")},
+        deployments={"openai/gpt-4o-mini": {"window": (1, 0.3), "on_limit": "wait"}},
+    )
+    await router.complete("fill the window", max_tokens=5)
+    queue = router.deployments["openai/gpt-4o-mini"].limit_queue
+    tasks = []
+    for i in range(3):
+        tasks.append(asyncio.create_task(answer(router, f"low{i}", stream, priority="low")))
+        for _ in range(2000):  # until it waits in the queue (arrival order is the test's)
+            if queue.queued > i:
+                break
+            await asyncio.sleep(0.001)
+    tasks.append(asyncio.create_task(answer(router, "critical", stream, priority="critical")))
+    await asyncio.gather(*tasks)
+    sent = [r.body["messages"][-1]["content"] for r in server.requests[1:]]
+    assert sent == ["critical", "low0", "low1", "low2"]
+    assert queue.queued == 0
+    await router.aclose()
+
+
+async def test_limit_wait_gives_up_at_max_wait_in_turn(server: OpenAIServer) -> None:
+    router = LLMRouter(
+        {"openai": provider(server, "gpt-4o-mini")},
+        deployments={
+            "openai/gpt-4o-mini": {"window": (1, 5.0), "on_limit": "wait", "max_wait": 0.2}
+        },
+    )
+    await router.complete("fill the window", max_tokens=5)
+    queue = router.deployments["openai/gpt-4o-mini"].limit_queue
+    started = time.monotonic()
+    results = await asyncio.gather(
+        *(router.complete(f"w{i}", max_tokens=5) for i in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(r, RateLimitError) for r in results)
+    assert time.monotonic() - started < 1.0
+    assert queue.queued == 0 and len(server.requests) == 1
+    await router.aclose()
+
+
+@pytest.mark.parametrize("window", [(0, 60.0), (5, 0.0), (-1, 1.0)])
+def test_empty_rate_window_is_a_configuration_error(
+    server: OpenAIServer, window: tuple[int, float]
+) -> None:
+    with pytest.raises(ConfigurationError, match="window"):
+        LLMRouter(
+            {"openai": provider(server, "gpt-4o-mini")},
+            deployments={"openai/gpt-4o-mini": {"window": window}},
+        )
+    with pytest.raises(ConfigurationError, match="window"):
+        RateLimiter(window=window)

@@ -7,13 +7,13 @@ import threading
 from collections import deque
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..cost.pricing import ModelPrice
 from ..providers.base import BaseProvider
 from .breaker import BreakerConfig, CircuitBreaker
 from .gate import PriorityGate
-from .ratelimit import Limiter, RateLimiter
+from .ratelimit import Limiter, LimitQueue, RateLimiter
 
 __all__ = ["Deployment", "DeploymentSettings", "DeploymentStats"]
 
@@ -38,6 +38,16 @@ class DeploymentSettings(BaseModel):
     max_queue_depth: int | None = Field(default=None, ge=0)
     timeout: float | None = Field(default=None, gt=0, description="per-attempt timeout in seconds")
     weight: float = Field(default=1.0, gt=0)
+
+    @field_validator("window")
+    @classmethod
+    def _check_window(cls, value: tuple[int, float] | None) -> tuple[int, float] | None:
+        if value is not None and (value[0] < 1 or not value[1] > 0):
+            raise ValueError(
+                f"(requests, seconds) needs requests >= 1 and seconds > 0, got {value}; "
+                "use e.g. (10, 1.0) for 10 requests per second, or leave window unset"
+            )
+        return value
 
 
 class DeploymentStats:
@@ -131,6 +141,7 @@ class Deployment:
         self.limiter: Limiter = RateLimiter(
             self.settings.rpm, self.settings.tpm, self.settings.window
         )
+        self.limit_queue = LimitQueue()  # calls waiting for the limiter (on_limit="wait")
         self.stats = DeploymentStats()
 
     @property

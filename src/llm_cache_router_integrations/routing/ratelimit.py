@@ -2,18 +2,26 @@
 
 The tpm bucket is charged with the tiktoken estimate before a call and corrected with the real
 usage afterwards. A limited deployment is either skipped (the router tries the next candidate) or
-waited for, as configured per deployment.
+waited for, as configured per deployment. Calls waiting for a deployment's limit queue in a
+:class:`LimitQueue`: only the best waiter (by priority, then arrival) asks the limiter, so the next
+free request goes to it rather than to whichever waiter wakes first.
 """
 
 from __future__ import annotations
 
+import asyncio
+import heapq
+import itertools
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["Limiter", "RateLimiter", "SlidingWindow", "TokenBucket"]
+from ..errors import ConfigurationError
+
+__all__ = ["LimitQueue", "Limiter", "RateLimiter", "SlidingWindow", "TokenBucket"]
 
 
 class TokenBucket:
@@ -62,6 +70,11 @@ class SlidingWindow:
     def __init__(
         self, limit: int, window: float, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
+        if not limit >= 1 or not window > 0:
+            raise ConfigurationError(
+                f"window: (requests, seconds) needs requests >= 1 and seconds > 0, got "
+                f"({limit!r}, {window!r}); use e.g. window=(10, 1.0) for 10 requests per second"
+            )
         self.limit = limit
         self.window = window
         self._clock = clock
@@ -154,3 +167,96 @@ class Limiter(Protocol):
     async def acorrect(self, estimated: int, actual: int) -> None:
         """Replace a tpm charge of ``estimated`` tokens by the ``actual`` usage."""
         ...
+
+
+@dataclass(order=True)
+class _LimitWaiter:
+    priority: int
+    seq: int
+    loop: asyncio.AbstractEventLoop = field(compare=False)
+    future: asyncio.Future[None] | None = field(default=None, compare=False)
+    nudged: bool = field(default=False, compare=False)  # woken while not asleep
+
+
+class LimitQueue:
+    """Waiters for one deployment's rate limit, served by priority (lower value first), then arrival.
+
+    Only the head waiter asks the limiter; it sleeps for the wait the limiter returned, and wakes
+    the next head when it leaves (served, gave up or cancelled). Thread-safe and works across event
+    loops, like :class:`~.gate.PriorityGate`.
+    """
+
+    def __init__(self) -> None:
+        self._waiters: list[_LimitWaiter] = []
+        self._seq = itertools.count()
+        self._lock = threading.Lock()
+
+    @property
+    def queued(self) -> int:
+        """Calls waiting for the limit now."""
+        return len(self._waiters)
+
+    async def acquire(
+        self, limiter: Limiter, tokens: int, priority: int = 2, until: float | None = None
+    ) -> bool:
+        """Charge one request of ``tokens`` on ``limiter`` in turn: ``True`` once charged, ``False``
+        (nothing charged) when it would not happen before ``until`` (a ``time.monotonic()`` time)."""
+        with self._lock:
+            idle = not self._waiters
+        if idle and await limiter.acquire(tokens) == 0:
+            return True
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            waiter = _LimitWaiter(int(priority), next(self._seq), loop)
+            heapq.heappush(self._waiters, waiter)
+        try:
+            while True:
+                with self._lock:
+                    head = self._waiters[0] is waiter
+                left = None if until is None else until - time.monotonic()
+                if head:
+                    wait = await limiter.acquire(tokens)
+                    if wait == 0:
+                        return True
+                    if left is not None and wait > left:
+                        return False
+                    await self._sleep(waiter, wait)
+                else:
+                    if left is not None and left <= 0:
+                        return False
+                    await self._sleep(waiter, left)
+        finally:
+            with self._lock:
+                self._waiters.remove(waiter)
+                heapq.heapify(self._waiters)
+                if self._waiters:
+                    self._nudge(self._waiters[0])
+
+    def _nudge(self, waiter: _LimitWaiter) -> None:
+        """Wake ``waiter`` (it is the head now); call with the lock held."""
+        if waiter.future is not None:
+            waiter.loop.call_soon_threadsafe(_wake, waiter.future)
+        else:
+            waiter.nudged = True
+
+    async def _sleep(self, waiter: _LimitWaiter, timeout: float | None) -> None:
+        """Sleep up to ``timeout`` seconds or until nudged."""
+        with self._lock:
+            if waiter.nudged:
+                waiter.nudged = False
+                return
+            future = waiter.future = waiter.loop.create_future()
+        try:
+            async with asyncio.timeout(timeout):
+                await future
+        except TimeoutError:
+            pass
+        finally:
+            with self._lock:
+                waiter.future = None
+                waiter.nudged = False
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
