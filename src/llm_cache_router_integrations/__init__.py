@@ -24,6 +24,7 @@ from .errors import (
     RateLimitError,
     StreamInterruptedError,
     SyncCallDeadlockError,
+    UnsupportedInputError,
 )
 from .providers import BaseProvider, ProviderConfig, create_provider, register_provider
 from .router import LLMRouter
@@ -80,6 +81,7 @@ __all__ = [
     "StreamInterruptedError",
     "SyncCallDeadlockError",
     "ToolCall",
+    "UnsupportedInputError",
     "Usage",
     "__version__",
     "create_provider",

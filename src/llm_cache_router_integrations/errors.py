@@ -30,6 +30,7 @@ __all__ = [
     "RateLimitError",
     "StreamInterruptedError",
     "SyncCallDeadlockError",
+    "UnsupportedInputError",
 ]
 
 
@@ -43,6 +44,16 @@ class ConfigurationError(LLMRouterError, ValueError):
 
 class InvalidRequestError(LLMRouterError, ValueError):
     """The request itself is malformed (caught before any HTTP call); the message names the field."""
+
+
+class UnsupportedInputError(InvalidRequestError):
+    """The request is valid but this provider cannot carry part of it (e.g. audio for Anthropic).
+
+    Raised while a provider converts the request, before any HTTP call; the message names the
+    provider and the field. The router skips such a candidate and tries the next one (a plain
+    :class:`InvalidRequestError`, wrong for every provider, is raised at once instead). When no
+    candidate can carry the request, the router raises this error with each one's reason.
+    """
 
 
 class ProviderError(LLMRouterError):

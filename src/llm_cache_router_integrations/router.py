@@ -51,6 +51,7 @@ from .errors import (
     ProviderTimeoutError,
     RateLimitError,
     StreamInterruptedError,
+    UnsupportedInputError,
 )
 from .providers import BaseProvider, ProviderConfig, create_provider
 from .routing import (
@@ -148,17 +149,13 @@ DEADLINE_PASSED = "the call's deadline passed"
 """Why a candidate was skipped when the call's own deadline ran out before it could be called."""
 
 REFUSED = "cannot take this request: "
-"""Prefix of the reason a candidate was skipped when its provider cannot translate the request."""
+"""Prefix of the reason a candidate was skipped when its provider cannot carry the request.
 
-
-def _fails_everywhere(error: InvalidRequestError) -> bool:
-    """Whether a provider's refusal to translate a request holds for every provider.
-
-    Providers refuse what they cannot carry (audio for Anthropic, an image URL for Ollama, ``n>1``
-    for MiniMax): another candidate may take it. A malformed ``data:`` URI (the providers' shared
-    check, "a data: URI must ...") is wrong whichever provider gets it.
-    """
-    return "data: URI must" in str(error)
+Providers refuse what they cannot carry (audio for Anthropic, an image URL for Ollama, ``n>1`` for
+MiniMax) with :class:`UnsupportedInputError` while converting it, before any HTTP call: another
+candidate may take it. A plain :class:`InvalidRequestError` (a malformed ``data:`` URI) is wrong
+whichever provider gets it and reaches the caller at once.
+"""
 
 
 def _usage_or_estimate(response: LLMResponse, input_tokens: int, model: str) -> Usage:
@@ -740,25 +737,6 @@ class LLMRouter:
             deployment.breaker.release_probe(probe)
 
     @staticmethod
-    def _refusal(
-        deployment: Deployment, target: ChatRequest, error: InvalidRequestError, *, stream: bool
-    ) -> str | None:
-        """Why ``deployment`` cannot take ``target``, when ``error`` is its provider refusing to
-        translate it (before any HTTP call); ``None`` when the error must reach the caller.
-
-        The translation is redone to be sure the refusal came from it (it has no I/O): an error
-        raised once the request was sent, or one that every provider would raise, is not a reason
-        to try the next candidate.
-        """
-        if _fails_everywhere(error):
-            return None
-        try:
-            deployment.provider.build_request(target, stream=stream)
-        except InvalidRequestError as again:
-            return f"{REFUSED}{again}"
-        return None
-
-    @staticmethod
     def _final_error(
         model: str, errors: list[ProviderError], skipped: list[tuple[str, str]]
     ) -> LLMRouterError:
@@ -771,8 +749,8 @@ class LLMRouter:
         reasons = {reason for _, reason in skipped}
         if reasons and all(r.startswith(REFUSED) for r in reasons):
             if len(skipped) == 1:  # the only candidate: its provider's own words
-                return InvalidRequestError(skipped[0][1].removeprefix(REFUSED))
-            return InvalidRequestError(
+                return UnsupportedInputError(skipped[0][1].removeprefix(REFUSED))
+            return UnsupportedInputError(
                 f"no candidate for {model!r} can take this request: "
                 + "; ".join(f"{k}: {r.removeprefix(REFUSED)}" for k, r in skipped)
             )
@@ -887,12 +865,9 @@ class LLMRouter:
                             errors.append(exc)
                             break
                         continue
-                    except InvalidRequestError as exc:
-                        refusal = self._refusal(deployment, target, exc, stream=False)
-                        if refusal is None:
-                            raise
+                    except UnsupportedInputError as exc:
                         route.pop()
-                        skipped.append((deployment.key, refusal))
+                        skipped.append((deployment.key, f"{REFUSED}{exc}"))
                         break
                     response.route = list(route)
                     settlement = self._after_success(deployment, reservation, estimated, response)
@@ -1001,11 +976,10 @@ class LLMRouter:
                         continue
                     except InvalidRequestError as exc:
                         await _aclose(agen)
-                        refusal = self._refusal(deployment, target, exc, stream=True)
-                        if refusal is None:
+                        if not isinstance(exc, UnsupportedInputError):
                             raise
                         route.pop()
-                        skipped.append((deployment.key, refusal))
+                        skipped.append((deployment.key, f"{REFUSED}{exc}"))
                         break
                     deployment.stats.record_ttft((time.perf_counter() - started) * 1000.0)
                     chunk: StreamChunk | None = first

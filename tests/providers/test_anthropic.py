@@ -21,6 +21,7 @@ from llm_cache_router_integrations import (
     ProviderUnavailableError,
     RateLimitError,
     StreamAccumulator,
+    UnsupportedInputError,
     Usage,
     create_provider,
 )
@@ -233,18 +234,36 @@ def test_images(server: AnthropicServer, provider: AnthropicProvider) -> None:
 
 
 @pytest.mark.parametrize(
-    ("block", "field"),
+    ("block", "field", "unsupported"),
     [
-        ({"type": "input_audio", "input_audio": {"data": "UklGR", "format": "wav"}}, "input_audio"),
-        ({"type": "video_url", "video_url": {"url": "https://example.com/v.mp4"}}, "video_url"),
-        ({"type": "image_url", "image_url": {"url": "data:image/png,rawbytes"}}, "image_url"),
+        (
+            {"type": "input_audio", "input_audio": {"data": "UklGR", "format": "wav"}},
+            "input_audio",
+            True,
+        ),
+        (
+            {"type": "video_url", "video_url": {"url": "https://example.com/v.mp4"}},
+            "video_url",
+            True,
+        ),
+        # A malformed data: URI is wrong for every provider: a plain InvalidRequestError.
+        (
+            {"type": "image_url", "image_url": {"url": "data:image/png,rawbytes"}},
+            "image_url",
+            False,
+        ),
     ],
 )
 def test_unsupported_blocks_are_rejected_before_sending(
-    server: AnthropicServer, provider: AnthropicProvider, block: dict[str, Any], field: str
+    server: AnthropicServer,
+    provider: AnthropicProvider,
+    block: dict[str, Any],
+    field: str,
+    unsupported: bool,
 ) -> None:
-    with pytest.raises(InvalidRequestError, match=field):
+    with pytest.raises(InvalidRequestError, match=field) as raised:
         provider.complete(request({"role": "user", "content": [block]}))
+    assert isinstance(raised.value, UnsupportedInputError) is unsupported
     assert server.requests == []
 
 

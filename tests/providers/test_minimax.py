@@ -16,12 +16,12 @@ from llm_cache_router_integrations import (
     ConfigurationError,
     ContentPolicyError,
     ContextLengthExceededError,
-    InvalidRequestError,
     ProviderError,
     ProviderResponseError,
     ProviderUnavailableError,
     RateLimitError,
     StreamAccumulator,
+    UnsupportedInputError,
     create_provider,
 )
 from llm_cache_router_integrations.providers import MiniMaxProvider
@@ -127,7 +127,7 @@ def test_server_rejects_temperature_zero_like_minimax(server: MiniMaxServer) -> 
 def test_n_other_than_one_is_refused_before_sending(
     server: MiniMaxServer, provider: MiniMaxProvider
 ) -> None:
-    with pytest.raises(InvalidRequestError, match="n=1"):
+    with pytest.raises(UnsupportedInputError, match="n=1"):
         provider.complete(ask(extra={"n": 2}))
     assert server.requests == []
 
@@ -137,7 +137,7 @@ def test_video_is_refused(server: MiniMaxServer, provider: MiniMaxProvider) -> N
     request = ChatRequest.model_validate(
         {"model": MODEL, "messages": [{"role": "user", "content": [video]}]}
     )
-    with pytest.raises(InvalidRequestError, match="video"):
+    with pytest.raises(UnsupportedInputError, match="video"):
         provider.complete(request)
     assert server.requests == []
 

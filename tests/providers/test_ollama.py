@@ -18,6 +18,7 @@ from llm_cache_router_integrations import (
     ProviderResponseError,
     ProviderUnavailableError,
     StreamAccumulator,
+    UnsupportedInputError,
     create_provider,
 )
 from llm_cache_router_integrations.providers.ollama import OllamaProvider
@@ -183,8 +184,19 @@ def test_images_become_base64_list(server: OllamaServer, provider: OllamaProvide
 def test_unsupported_media_is_rejected_before_any_call(
     server: OllamaServer, provider: OllamaProvider, block: dict[str, Any], field: str
 ) -> None:
-    with pytest.raises(InvalidRequestError, match=field):
+    # Another provider can carry these: the router skips Ollama and tries the next candidate.
+    with pytest.raises(UnsupportedInputError, match=field):
         provider.complete(ask(user([{"type": "text", "text": "Look"}, block])))
+    assert server.requests == []
+
+
+def test_malformed_data_uri_is_invalid_for_every_provider(
+    server: OllamaServer, provider: OllamaProvider
+) -> None:
+    block = {"type": "image_url", "image_url": {"url": "data:image/png,rawbytes"}}
+    with pytest.raises(InvalidRequestError, match=r"content\[0\]: a data: URI must") as raised:
+        provider.complete(ask(user([block])))
+    assert not isinstance(raised.value, UnsupportedInputError)
     assert server.requests == []
 
 

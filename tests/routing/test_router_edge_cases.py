@@ -12,13 +12,16 @@ from typing import Any
 import pytest
 
 from llm_cache_router_integrations import (
+    ChatRequest,
     ConfigurationError,
     InvalidRequestError,
     LLMRouter,
     ProviderTimeoutError,
     RateLimitError,
+    UnsupportedInputError,
 )
 from llm_cache_router_integrations.cost.tokens import count_tokens
+from llm_cache_router_integrations.providers import OpenAICompatibleProvider
 from llm_cache_router_integrations.routing import CircuitState, Deployment, RateLimiter
 from llm_cache_router_integrations.testing import JSONReply, StreamReply
 from llm_cache_router_integrations.testing.anthropic_server import AnthropicServer
@@ -308,7 +311,7 @@ async def test_no_candidate_can_take_the_request(anthropic: AnthropicServer) -> 
         },
         fallback_chain=["anthropic/claude-x", "ollama/llama3.2"],
     )
-    with pytest.raises(InvalidRequestError) as raised:
+    with pytest.raises(UnsupportedInputError) as raised:
         await router.complete(AUDIO)
     message = str(raised.value)
     assert "anthropic/claude-x: provider 'anthropic' does not accept audio input" in message
@@ -326,10 +329,61 @@ async def test_single_refusing_candidate_keeps_the_providers_words(
         {"anthropic": {"api_key": KEY, "base_url": anthropic.base_url, "models": ["claude-x"]}}
     )
     with pytest.raises(
-        InvalidRequestError, match=r"^provider 'anthropic' does not accept audio input"
+        UnsupportedInputError, match=r"^provider 'anthropic' does not accept audio input"
     ):
         await router.complete(AUDIO)
     await router.aclose()
+
+
+class _Refusing(OpenAICompatibleProvider):
+    """An OpenAI-compatible provider that refuses every request while converting it.
+
+    The router once told the two kinds of refusal apart by matching "data: URI must" in the
+    message; each kind here says the opposite of what that matching would conclude.
+    """
+
+    error: type[InvalidRequestError] = InvalidRequestError
+    reason = "messages[0].content: this field is wrong for every provider"
+
+    def build_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        raise self.error(f"provider {self.name!r}: {self.reason}")
+
+
+class _RefusingUnsupported(_Refusing):
+    error = UnsupportedInputError
+    reason = "a data: URI must be an https URL for this provider"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("unsupported", [False, True])
+async def test_refusal_kind_is_told_by_type_not_message(
+    server: OpenAIServer, unsupported: bool, stream: bool
+) -> None:
+    """UnsupportedInputError skips the candidate; a plain InvalidRequestError is raised at once."""
+    kind = _RefusingUnsupported if unsupported else _Refusing
+    first = kind({"base_url": server.base_url, "models": ["m"]}, name="picky")
+    router = LLMRouter(
+        {"picky": first, "openai": provider(server, "gpt-4o-mini")},
+        fallback_chain=["picky/m", "openai/gpt-4o-mini"],
+    )
+    try:
+        if unsupported:
+            if stream:
+                answer = await collect(router.stream("hello there"))
+            else:
+                answer = await router.complete("hello there")
+            assert answer.route == ["openai/gpt-4o-mini"]
+            assert len(server.requests) == 1
+        else:
+            with pytest.raises(InvalidRequestError, match="picky") as raised:
+                if stream:
+                    await collect(router.stream("hello there"))
+                else:
+                    await router.complete("hello there")
+            assert not isinstance(raised.value, UnsupportedInputError)
+            assert server.requests == []  # not passed on to the next candidate
+    finally:
+        await router.aclose()
 
 
 async def test_request_wrong_for_every_provider_is_not_passed_on(

@@ -19,7 +19,12 @@ import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ..errors import InvalidRequestError, ProviderError, ProviderResponseError
+from ..errors import (
+    InvalidRequestError,
+    ProviderError,
+    ProviderResponseError,
+    UnsupportedInputError,
+)
 from ..types import (
     ChatRequest,
     ContentBlock,
@@ -229,11 +234,11 @@ class AnthropicProvider(BaseProvider):
         if isinstance(block, ImageURLBlock):
             return {"type": "image", "source": _image_source(block.image_url.url)}
         if isinstance(block, InputAudioBlock):
-            raise InvalidRequestError(
+            raise UnsupportedInputError(
                 f"provider {self.name!r} does not accept audio input "
                 "(messages[].content[].input_audio)"
             )
-        raise InvalidRequestError(
+        raise UnsupportedInputError(
             f"provider {self.name!r} does not accept video input (messages[].content[].video_url)"
         )
 

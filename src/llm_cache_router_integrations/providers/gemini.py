@@ -33,6 +33,7 @@ from ..errors import (
     ProviderError,
     ProviderResponseError,
     RateLimitError,
+    UnsupportedInputError,
 )
 from ..streaming import new_tool_call_id
 from ..types import (
@@ -381,7 +382,7 @@ class GeminiProvider(BaseProvider):
             return {"inline_data": {"mime_type": f"audio/{audio.format}", "data": audio.data}}
         if isinstance(block, VideoBlock):
             return _media_part(block.video_url.url, "video", f"{field}.video_url")
-        raise InvalidRequestError(f"{field}: unsupported content block {block!r}")
+        raise UnsupportedInputError(f"{field}: unsupported content block {block!r}")
 
     def _parts(self, message: Message, field: str) -> list[dict[str, Any]]:
         parts = [
@@ -415,9 +416,9 @@ class GeminiProvider(BaseProvider):
         call_id = message.tool_call_id or ""
         name = request.tool_name_for_call(call_id) or message.name
         if not name:
-            raise InvalidRequestError(
+            raise UnsupportedInputError(
                 f"{field}.tool_call_id: no earlier assistant tool call has id {call_id!r}, and "
-                "Gemini needs the function name of every tool result"
+                "Gemini needs the function name of every tool result: set the tool message's 'name'"
             )
         return {
             "functionResponse": {

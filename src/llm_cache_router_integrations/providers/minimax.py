@@ -30,10 +30,10 @@ from ..errors import (
     BadRequestError,
     ContentPolicyError,
     ContextLengthExceededError,
-    InvalidRequestError,
     ProviderError,
     ProviderUnavailableError,
     RateLimitError,
+    UnsupportedInputError,
 )
 from ..types import ChatRequest, LLMResponse, StreamChunk
 from .base import StreamHandler
@@ -207,7 +207,7 @@ class MiniMaxProvider(OpenAICompatibleProvider):
             if value is not None:
                 body[name] = min(max(float(value), MIN_TEMPERATURE), 1.0)
         if body.get("n", 1) != 1:
-            raise InvalidRequestError(
+            raise UnsupportedInputError(
                 f"provider {self.name!r} (MiniMax) only supports n=1, got n={body['n']!r}"
             )
         return body

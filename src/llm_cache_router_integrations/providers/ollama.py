@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from ..errors import InvalidRequestError, ProviderResponseError
+from ..errors import InvalidRequestError, ProviderResponseError, UnsupportedInputError
 from ..streaming import new_tool_call_id
 from ..types import (
     ChatRequest,
@@ -182,11 +182,11 @@ class OllamaProvider(BaseProvider):
             else None
         )
         if url is None:
-            raise InvalidRequestError(
+            raise UnsupportedInputError(
                 f"{field}: Ollama accepts text and images only, not {block.type!r} blocks"
             )
         if not url.startswith("data:"):
-            raise InvalidRequestError(
+            raise UnsupportedInputError(
                 f"{field}: Ollama needs the image bytes; pass a base64 data: URI instead of the "
                 f"URL {url[:80]!r}"
             )

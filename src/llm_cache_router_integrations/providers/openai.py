@@ -11,7 +11,7 @@ import json
 import os
 from typing import Any, ClassVar
 
-from ..errors import InvalidRequestError, ProviderResponseError
+from ..errors import ProviderResponseError, UnsupportedInputError
 from ..streaming import ToolCallIndexer, new_tool_call_id
 from ..types import (
     ChatRequest,
@@ -182,7 +182,7 @@ class OpenAICompatibleProvider(BaseProvider):
             )
             return {"type": "image_url", "image_url": {"url": url}}
         if isinstance(block, VideoBlock) and not self.supports_video:
-            raise InvalidRequestError(
+            raise UnsupportedInputError(
                 f"provider {self.name!r} does not accept video input (messages[].content[].video_url)"
             )
         return block.model_dump(exclude_none=True)
