@@ -8,9 +8,12 @@ engine. Quality is measured by ``benchmarks/bench_quality.py --cross-encoder``.
 
 from __future__ import annotations
 
+import asyncio
 import math
+import multiprocessing
 import threading
 from collections.abc import Sequence
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +55,16 @@ class Recording:
     def predict(self, pairs: Sequence[tuple[str, str]], **kwargs: Any) -> Any:
         self.threads.append(threading.current_thread().name)
         return self.model.predict(pairs, **kwargs)
+
+
+class Fixed:
+    """A stand-in model whose ``predict`` returns one fixed raw output per pair."""
+
+    def __init__(self, *outputs: float) -> None:
+        self.outputs = list(outputs)
+
+    def predict(self, pairs: Sequence[tuple[str, str]], **kwargs: Any) -> Any:
+        return [self.outputs if len(self.outputs) > 1 else self.outputs[0] for _ in pairs]
 
 
 def test_rules_reject_before_the_model_runs(cross_encoder: Any) -> None:
@@ -126,3 +139,93 @@ async def test_engine_awaits_the_model_off_the_event_loop(
     assert await refused.lookup(ask(PARAPHRASE[1])) is None
     assert refused.stats.snapshot()["guard_rejections"] >= 1
     print(f"cross-encoder in the engine: 1 hit, 1 refusal, {len(model.threads)} model calls")
+
+
+def test_auto_follows_the_models_activation(model_dir: Path, cross_encoder: Any) -> None:
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    # The default for one output: predict applies a sigmoid, the score is the probability.
+    activated = float(cross_encoder.predict([PARAPHRASE], show_progress_bar=False)[0])
+    verifier = CrossEncoderVerifier(cross_encoder, guard=False)
+    assert verifier.probability(*PARAPHRASE) == pytest.approx(activated, rel=1e-6)
+    # A model that returns logits (activation Identity): the verifier applies the sigmoid.
+    raw = CrossEncoder(
+        str(model_dir), num_labels=1, device="cpu", activation_fn=torch.nn.Identity()
+    )
+    logit = float(raw.predict([PARAPHRASE], show_progress_bar=False)[0])
+    verifier = CrossEncoderVerifier(raw, guard=False)
+    assert verifier.probability(*PARAPHRASE) == pytest.approx(1 / (1 + math.exp(-logit)), rel=1e-6)
+    # An activation of unknown range must be named explicitly.
+    odd = CrossEncoder(str(model_dir), num_labels=1, device="cpu", activation_fn=torch.nn.Tanh())
+    with pytest.raises(ConfigurationError, match="outputs='probability' or outputs='logit'"):
+        CrossEncoderVerifier(odd, guard=False).probability(*PARAPHRASE)
+    assert CrossEncoderVerifier(odd, guard=False, outputs="logit").probability(*PARAPHRASE) > 0
+
+
+def test_logits_map_to_probabilities_monotonically() -> None:
+    logits = [-1000.0, -3.0, -1.0, 0.0, 0.3, 1.0, 1.5, 3.0, 1000.0]
+    probabilities = [
+        CrossEncoderVerifier(Fixed(x), guard=False, outputs="logit").probability(*PARAPHRASE)
+        for x in logits
+    ]
+    assert probabilities == sorted(probabilities)
+    assert probabilities[0] == pytest.approx(0.0, abs=1e-300) and probabilities[-1] == 1.0
+    assert probabilities[logits.index(0.0)] == 0.5
+    assert probabilities[logits.index(1.0)] == pytest.approx(1 / (1 + math.exp(-1.0)))
+    verdicts = [
+        CrossEncoderVerifier(Fixed(x), guard=False, outputs="logit", min_probability=0.6).verify(
+            *PARAPHRASE, 0.95
+        )
+        for x in logits
+    ]
+    assert [v.ok for v in verdicts] == [False, False, False, False, False, True, True, True, True]
+
+
+def test_probabilities_are_taken_as_they_are_and_checked() -> None:
+    for mode in ("auto", "probability"):  # auto: one output without activation_fn
+        verifier = CrossEncoderVerifier(Fixed(0.7), guard=False, outputs=mode)
+        assert verifier.probability(*PARAPHRASE) == 0.7
+        with pytest.raises(ConfigurationError, match="outputs='logit'"):
+            CrossEncoderVerifier(Fixed(1.5), guard=False, outputs=mode).probability(*PARAPHRASE)
+    two = CrossEncoderVerifier(Fixed(0.2, 0.8), guard=False, outputs="probability")
+    assert two.probability(*PARAPHRASE) == 0.8
+    with pytest.raises(ConfigurationError, match="outputs must be"):
+        CrossEncoderVerifier(Fixed(0.5), outputs="softmax")  # type: ignore[arg-type]
+
+
+def test_a_non_finite_output_never_serves() -> None:
+    for outputs in ("auto", "logit"):
+        for raw in (Fixed(math.nan), Fixed(math.inf), Fixed(0.1, math.nan)):
+            verifier = CrossEncoderVerifier(raw, guard=False, outputs=outputs, min_probability=0)
+            verdict = verifier.verify(*PARAPHRASE, 0.99)
+            assert (verdict.ok, verdict.reason) == (False, "model")
+            assert "non-finite" in verdict.detail
+            with pytest.raises(ConfigurationError, match="non-finite"):
+                verifier.probability(*PARAPHRASE)
+
+
+def _verify_in_child(verifier: CrossEncoderVerifier, conn: Connection) -> None:
+    verdict = asyncio.run(verifier.averify(*PARAPHRASE, 0.95))
+    conn.send_bytes(f"{verdict.ok} {verdict.score}".encode())
+    conn.close()
+
+
+def test_a_verifier_used_before_a_fork_works_in_the_child() -> None:
+    verifier = CrossEncoderVerifier(Fixed(0.9), guard=False)
+    assert asyncio.run(verifier.averify(*PARAPHRASE, 0.95)).ok  # the parent's thread runs
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_verify_in_child, args=(verifier, sender))
+    child.start()
+    sender.close()
+    try:
+        assert receiver.poll(30), "the forked child never got its verdict"
+        assert receiver.recv_bytes() == b"True 0.9"
+    finally:
+        child.join(10)
+        if child.is_alive():  # pragma: no cover - only when the child hangs
+            child.kill()
+            child.join()
+    assert child.exitcode == 0
+    verifier.close()

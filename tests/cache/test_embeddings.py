@@ -9,12 +9,15 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import multiprocessing
 import subprocess
 import sys
 import threading
 import zipfile
 from collections.abc import Iterator
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -222,6 +225,158 @@ async def test_explicit_directory_and_small_lru(encoder: SentenceEncoder) -> Non
         await local.embed(["after close"])
 
 
+# -- robustness -------------------------------------------------------------------------------
+
+
+def _embed_in_child(encoder: SentenceEncoder, conn: Connection) -> None:
+    """Runs in a forked child: both entry points, each with a text the parent never embedded."""
+    blocking = encoder.embed_sync(["a new text embedded in the forked child"])
+    awaited = asyncio.run(encoder.embed(["another new text, awaited in the child"]))
+    conn.send_bytes(np.vstack([blocking, awaited]).astype(np.float32).tobytes())
+    conn.close()
+
+
+def test_an_encoder_used_before_a_fork_works_in_the_child(fresh: SentenceEncoder) -> None:
+    fresh.embed_sync(["used in the parent first"])  # the parent's worker thread is running
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_embed_in_child, args=(fresh, sender))
+    child.start()
+    sender.close()
+    try:
+        assert receiver.poll(60), "the forked child never got its embeddings"
+        got = np.frombuffer(receiver.recv_bytes(), dtype=np.float32).reshape(2, 384)
+    finally:
+        child.join(10)
+        if child.is_alive():  # pragma: no cover - only when the child hangs
+            child.kill()
+            child.join()
+    assert child.exitcode == 0
+    expected = fresh.embed_sync(
+        ["a new text embedded in the forked child", "another new text, awaited in the child"]
+    )
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert fresh.embed_sync(["the parent still works"]).shape == (1, 384)
+
+
+async def test_a_worker_that_fails_to_start_is_retried_and_close_works(
+    encoder: SentenceEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert encoder.source is not None
+    real_start = threading.Thread.start
+    refusals = 2
+
+    def start(thread: threading.Thread) -> None:  # the OS refusing a thread, as at its limit
+        nonlocal refusals
+        if thread.name.startswith("SentenceEncoder") and refusals:
+            refusals -= 1
+            raise RuntimeError("can't start new thread")
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    never_started = SentenceEncoder(Path(encoder.source.location))
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        never_started.embed_sync(["first"])
+    never_started.close()  # no half-started worker to join
+    assert never_started.closed
+
+    retried = SentenceEncoder(Path(encoder.source.location))
+    try:
+        with pytest.raises(RuntimeError, match="can't start new thread"):
+            await retried.embed(["first"])
+        vectors = await asyncio.wait_for(retried.embed(["second"]), 60)
+        assert vectors.shape == (1, 384)
+    finally:
+        await asyncio.wait_for(retried.aclose(), 60)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+async def test_a_worker_stopped_by_a_base_exception_fails_its_callers_and_is_replaced(
+    encoder: SentenceEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert encoder.source is not None
+    enc = SentenceEncoder(Path(encoder.source.location))
+    try:
+        await enc.load()
+        model: Any = enc._model
+        real_encode = model.encode
+        entered, release = threading.Event(), threading.Event()
+
+        def encode(texts: list[str], **kwargs: Any) -> Any:  # model code calling sys.exit()
+            if "stop the worker" in texts:
+                entered.set()
+                release.wait(30)
+                raise SystemExit(3)
+            return real_encode(texts, **kwargs)
+
+        monkeypatch.setattr(model, "encode", encode)
+        doomed = asyncio.ensure_future(enc.embed(["stop the worker"]))
+        assert await asyncio.to_thread(entered.wait, 30)
+        queued = [asyncio.ensure_future(enc.embed([f"queued meanwhile {i}"])) for i in range(3)]
+        await asyncio.sleep(0.05)  # all three are in the queue behind the dying batch
+        release.set()
+        results = await asyncio.wait_for(
+            asyncio.gather(doomed, *queued, return_exceptions=True), 30
+        )
+        for result in results:
+            assert isinstance(result, RuntimeError) and "SystemExit" in str(result), result
+        again = await asyncio.wait_for(enc.embed(["after the worker stopped"]), 60)
+        assert again.shape == (1, 384)
+    finally:
+        await asyncio.wait_for(enc.aclose(), 60)
+
+
+async def test_one_failing_request_does_not_fail_the_others_in_its_batch(
+    fresh: SentenceEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model: Any = fresh._model
+    real_encode = model.encode
+    calls: list[list[str]] = []
+    busy, release = threading.Event(), threading.Event()
+
+    def encode(texts: list[str], **kwargs: Any) -> Any:  # a tokenizer rejecting one input
+        calls.append(list(texts))
+        if "keeps the worker busy" in texts:
+            busy.set()
+            release.wait(30)
+        if "poisoned query" in texts:
+            raise ValueError("the tokenizer rejected an input")
+        return real_encode(texts, **kwargs)
+
+    monkeypatch.setattr(model, "encode", encode)
+    blocker = asyncio.ensure_future(fresh.embed(["keeps the worker busy"]))
+    assert await asyncio.to_thread(busy.wait, 30)
+    innocent = [asyncio.ensure_future(fresh.embed([f"innocent query {i}"])) for i in range(8)]
+    poisoned = asyncio.ensure_future(fresh.embed(["poisoned query"]))
+    await asyncio.sleep(0.05)  # all nine queue up behind the busy worker
+    release.set()
+    await asyncio.wait_for(blocker, 30)
+    results: list[Any] = await asyncio.wait_for(
+        asyncio.gather(*innocent, return_exceptions=True), 30
+    )
+    with pytest.raises(ValueError, match="rejected"):
+        await asyncio.wait_for(poisoned, 30)
+    assert any("poisoned query" in call and len(call) == 9 for call in calls)  # one merged batch
+    for result in results:
+        assert isinstance(result, np.ndarray) and result.shape == (1, 384), result
+    monkeypatch.undo()
+    fresh.clear_lru()
+    expected = fresh.embed_sync([f"innocent query {i}" for i in range(8)])
+    np.testing.assert_allclose(np.vstack(results), expected, atol=1e-5)
+
+
+async def test_lone_surrogates_are_encoded_under_their_own_lru_key(fresh: SentenceEncoder) -> None:
+    broken = await fresh.embed(["bad \ud800 text"])  # what json.loads makes of "\\ud800"
+    assert broken.shape == (1, 384)
+    np.testing.assert_allclose(np.linalg.norm(broken, axis=1), 1.0, atol=1e-5)
+    replaced = await fresh.embed(["bad ? text"])  # what the model saw, under its own key
+    np.testing.assert_allclose(broken, replaced, atol=1e-5)
+    assert fresh.stats().lru_hits == 0 and fresh.stats().texts_encoded == 2
+    both = await fresh.embed(["bad \ud800 text", "bad \udfff text"])
+    assert fresh.stats().lru_hits == 1 and fresh.stats().texts_encoded == 3
+    np.testing.assert_allclose(both, np.vstack([broken, broken]), atol=1e-5)
+
+
 # -- resolution -------------------------------------------------------------------------------
 
 
@@ -296,6 +451,21 @@ def test_local_hugging_face_cache_comes_before_the_package(
     source = resolve_model()
     assert source.origin == "hf-cache" and Path(source.location) == snapshot
     assert resolve_model("all-MiniLM-L6-v2").origin == "hf-cache"
+
+
+def test_a_plain_transformers_model_in_the_hugging_face_cache_is_found(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    repo = tmp_path / "hub" / "models--some-org--plain-model"
+    snapshot = repo / "snapshots" / ("b" * 40)
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("b" * 40)
+    (snapshot / "config.json").write_text("{}")  # no modules.json, as a directory accepts
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert resolve_model(snapshot).origin == "path"
+    source = resolve_model("some-org/plain-model")
+    assert source.origin == "hf-cache" and Path(source.location) == snapshot
 
 
 def test_concurrent_extraction_is_atomic(tmp_path: Path) -> None:
@@ -435,3 +605,44 @@ async def test_llamaindex_adapter() -> None:
     with pytest.raises(ConfigurationError, match="LlamaIndex"):
         LlamaIndexEncoder(object())  # type: ignore[arg-type]
     await enc.aclose()
+
+
+async def test_adapters_embed_nothing_without_blocking_calls() -> None:
+    base: Any = pytest.importorskip("langchain_core.embeddings").Embeddings
+
+    class AsyncOnly(base):  # type: ignore[misc]
+        """An async-only embedder: the blocking methods must never be called from embed()."""
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            raise AssertionError("a blocking call on the event loop")
+
+        def embed_query(self, text: str) -> list[float]:
+            raise AssertionError("a blocking call on the event loop")
+
+        async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+            self.calls += 1
+            return [[1.0, 2.0, 2.0] for _ in texts]
+
+        async def aembed_query(self, text: str) -> list[float]:
+            return (await self.aembed_documents([text]))[0]
+
+    model = AsyncOnly()
+    unknown = LangChainEncoder(model)
+    empty = await unknown.embed([])  # the dimension is learnt by one async probe
+    assert empty.shape == (0, 3) and empty.dtype == np.float32 and model.calls == 1
+    assert unknown.dim == 3
+    assert (await unknown.embed([])).shape == (0, 3) and model.calls == 1  # known: no call
+    known = LangChainEncoder(model, dim=3)
+    assert (await known.embed([])).shape == (0, 3) and model.calls == 1
+    assert known.embed_sync([]).shape == (0, 3)
+    np.testing.assert_allclose(await known.embed(["x"]), [[1 / 3, 2 / 3, 2 / 3]], atol=1e-6)
+
+
+def test_hashing_encoder_takes_lone_surrogates() -> None:
+    """JSON input can carry a lone surrogate; the lexical encoder embeds it like any text."""
+    encoder = HashingEncoder()
+    vectors = encoder.embed_sync(["bad \ud800 text", "\udfff"])
+    assert vectors.shape[0] == 2 and abs(float(vectors[0] @ vectors[0]) - 1.0) < 1e-5

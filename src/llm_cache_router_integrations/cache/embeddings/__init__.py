@@ -12,6 +12,7 @@ Every encoder returns L2-normalised ``float32`` rows (see :class:`Encoder`).
 from __future__ import annotations
 
 import importlib.util
+import os
 import threading
 from pathlib import Path
 
@@ -65,3 +66,13 @@ def default_encoder(model: str | Path | None = None) -> SentenceEncoder:
 
 _shared: SentenceEncoder | None = None
 _shared_lock = threading.Lock()
+
+
+def _reset_shared_lock() -> None:
+    """A forked child gets a fresh lock (another parent thread may have held it at the fork)."""
+    global _shared_lock
+    _shared_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_reset_shared_lock)

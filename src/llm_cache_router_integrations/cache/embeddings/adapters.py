@@ -4,6 +4,10 @@ The frameworks are not imported at run time (only for type checking): the wrappe
 used through its documented methods, so the core installs without either framework. The
 dimension is taken from the first call (or given up front); rows are L2-normalised here whatever
 the model returns, and an all-zero embedding is rejected, since it has no direction to compare.
+
+An empty input returns an empty ``(0, dim)`` matrix without calling the model when the dimension
+is known; when it is not, ``embed([])`` learns it with one probe through the framework's *async*
+method (never blocking the event loop), and ``embed_sync([])`` through the blocking one.
 """
 
 from __future__ import annotations
@@ -53,10 +57,17 @@ class _WrappedEncoder(ABC):
         return self._dim
 
     async def embed(self, texts: Sequence[str]) -> Matrix:
-        """Embed ``texts`` through the framework's async batch method."""
+        """Embed ``texts`` through the framework's async batch method.
+
+        An empty ``texts`` gives a ``(0, dim)`` matrix; if ``dim`` is not known yet it is learnt
+        by embedding one probe text through the async method.
+        """
         items = _as_list(texts)
         if not items:
-            return np.empty((0, self.dim), dtype=np.float32)
+            if self._dim is None:
+                self._finish(await self._call_async([_PROBE_TEXT]), 1)
+            assert self._dim is not None
+            return np.empty((0, self._dim), dtype=np.float32)
         return self._finish(await self._call_async(items), len(items))
 
     def embed_sync(self, texts: Sequence[str]) -> Matrix:

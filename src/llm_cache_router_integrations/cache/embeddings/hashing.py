@@ -27,7 +27,7 @@ _EMPTY_FEATURE = "\x00empty"  # gives texts without any word a (shared) unit vec
 def _feature_hash(feature: str) -> int:
     """A stable 64-bit hash of ``feature``."""
     return int.from_bytes(
-        hashlib.blake2b(feature.encode("utf-8"), digest_size=8).digest(), "little"
+        hashlib.blake2b(feature.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little"
     )
 
 

@@ -187,6 +187,13 @@ def _hf_cache_dir() -> str | None:
 
 
 def _hf_cache_snapshot(model_id: str) -> Path | None:
+    """The cached snapshot of ``model_id`` holding a ``config.json``, if any.
+
+    A sentence-transformers model (``modules.json``) and a plain Transformers model (only
+    ``config.json``, pooled by sentence-transformers) are both found, as :func:`_local_dir`
+    accepts both; ``config.json`` is required in either case, so a snapshot whose download
+    stopped after ``modules.json`` is not taken.
+    """
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:  # pragma: no cover - sentence-transformers depends on it
@@ -194,11 +201,9 @@ def _hf_cache_snapshot(model_id: str) -> Path | None:
     for repo_id in dict.fromkeys([hub_id(model_id), model_id]):
         if repo_id.count("/") != 1:
             continue
-        found = try_to_load_from_cache(repo_id, "modules.json", cache_dir=_hf_cache_dir())
+        found = try_to_load_from_cache(repo_id, "config.json", cache_dir=_hf_cache_dir())
         if isinstance(found, str):
-            snapshot = Path(found).parent
-            if (snapshot / "config.json").is_file():
-                return snapshot
+            return Path(found).parent
     return None
 
 

@@ -10,16 +10,27 @@ texts; when a burst is under way, waiting at most ``batch_wait_ms`` for the rest
 lone request is encoded at once). Where the process has the cores to itself, ``burst_threads``
 lets such a batch use more threads (opt-in). Model loading, warm-up and inference all happen on
 that worker, never on an event loop.
+
+Robustness: the worker is (re)started on demand, so an encoder used before ``os.fork()`` (a
+preloading server, a ``fork`` multiprocessing pool, the shared :func:`default_encoder`) starts
+its own worker in the child, and a worker that failed to start or died is replaced by the next
+call. When a merged batch fails, its requests are retried one by one, so one caller's bad input
+fails that caller only. Texts with lone surrogates (e.g. from a JSON ``"\\ud800"`` escape), which
+the tokenizer rejects, are encoded with each surrogate replaced by ``?`` (``encode("utf-8",
+"replace")``); the LRU keeps them under their original text.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
+import os
 import queue
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -98,6 +109,24 @@ BURST_SIZE = 16
 """Model calls of at least this many texts use ``burst_threads`` (see :class:`SentenceEncoder`)."""
 
 
+_instances: weakref.WeakSet[SentenceEncoder] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """Give every encoder fresh locks, an empty queue and no worker in a forked child.
+
+    The parent's worker thread does not exist in the child, and a lock held by another parent
+    thread at the fork would never be released there; requests queued in the parent belong to
+    its callers. The next call in the child starts a worker of its own.
+    """
+    for encoder in list(_instances):
+        encoder._reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class SentenceEncoder:
     """Embeds texts with a sentence-transformers model (all-MiniLM-L6-v2 by default).
 
@@ -120,6 +149,9 @@ class SentenceEncoder:
     The model loads lazily on the worker thread (``await encoder.load()`` does it up front) and
     is warmed with one encode. ``embed_sync`` blocks the calling thread, which is allowed inside a
     running event loop (the work happens on the worker) but stalls that loop meanwhile.
+
+    The encoder may be used before ``os.fork()``: a forked child starts its own worker on its
+    first call and keeps the loaded model and the LRU.
     """
 
     def __init__(
@@ -165,6 +197,7 @@ class SentenceEncoder:
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
         self._closed = False
+        _instances.add(self)
 
     @property
     def name(self) -> str:
@@ -253,6 +286,7 @@ class SentenceEncoder:
                 self._queue.put(None)
         if worker is not None and worker is not threading.current_thread():
             worker.join()
+        self._fail_pending(RuntimeError("this SentenceEncoder is closed"))
         self._model = None
         self.clear_lru()
 
@@ -313,19 +347,63 @@ class SentenceEncoder:
         with self._state_lock:
             if self._closed:
                 raise RuntimeError("this SentenceEncoder is closed")
-            if self._worker is None:
-                self._worker = threading.Thread(
+            if self._worker is None or not self._worker.is_alive():
+                # A new worker when there is none, or the last one died; if the thread cannot
+                # start (the OS thread limit), nothing is recorded and the next call retries.
+                worker = threading.Thread(
                     target=self._run, name=f"SentenceEncoder[{self._requested}]", daemon=True
                 )
-                self._worker.start()
+                worker.start()
+                self._worker = worker
             self._queue.put(_Request(texts, future))
         with self._counters.lock:
             self._counters.requests += 1
         return future
 
+    def _reset_after_fork(self) -> None:
+        """In a forked child (only one thread runs): drop the parent's worker, queue and locks."""
+        self._state_lock = threading.Lock()
+        self._lru_lock = threading.Lock()
+        self._counters.lock = threading.Lock()
+        self._queue = queue.SimpleQueue()
+        self._worker = None
+
+    def _fail_pending(self, exc: BaseException) -> None:
+        """Fail the requests still queued (none are, unless the worker died or was never run)."""
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None:
+                _fail(item.future, exc)
+
     # -- the worker ------------------------------------------------------------------------
 
     def _run(self) -> None:
+        held: list[_Request] = []  # taken from the queue and not answered yet
+        try:
+            self._serve(held)
+        except BaseException as exc:
+            # Only a BaseException that is not an Exception gets here (SystemExit,
+            # KeyboardInterrupt...): fail every request taken or queued, so that no caller waits
+            # forever, then let the worker end; the next call starts a new one. Callers get a
+            # RuntimeError: a SystemExit re-raised in an event loop would stop the whole loop.
+            logger.error("SentenceEncoder worker stopped by %s", type(exc).__name__)
+            failure = RuntimeError(
+                f"the SentenceEncoder worker stopped ({type(exc).__name__}: {exc}); "
+                "the next call starts a new worker"
+            )
+            failure.__cause__ = exc
+            for request in held:
+                _fail(request.future, failure)
+            with self._state_lock:
+                if self._worker is threading.current_thread():
+                    self._worker = None
+                self._fail_pending(failure)
+            raise
+
+    def _serve(self, held: list[_Request]) -> None:
         carry: _Request | None = None
         while True:
             first = carry if carry is not None else self._queue.get()
@@ -333,6 +411,7 @@ class SentenceEncoder:
             if first is None:
                 return
             batch, size, stop = [first], len(first.texts), False
+            held[:] = batch
             # A lone request is encoded at once; when others are already queued (a burst), wait a
             # little for the rest of the burst so it goes out as one batch.
             wait = self._batch_wait if not self._queue.empty() else 0.0
@@ -350,6 +429,7 @@ class SentenceEncoder:
                 if item is None:
                     stop = True
                     break
+                held.append(item)
                 if size + len(item.texts) > self._max_batch:
                     carry = item
                     break
@@ -359,7 +439,9 @@ class SentenceEncoder:
             if stop:
                 if carry is not None:  # queued before the stop: still served
                     self._process_safely([carry])
+                held.clear()
                 return
+            held[:] = [carry] if carry is not None else []
 
     def _process_safely(self, batch: list[_Request]) -> None:
         """Run a batch; an unexpected error fails its callers instead of killing the worker."""
@@ -368,8 +450,7 @@ class SentenceEncoder:
         except Exception as exc:  # pragma: no cover - defensive: _process handles model errors
             logger.exception("SentenceEncoder worker failed a batch")
             for request in batch:
-                if not request.future.done():
-                    request.future.set_exception(exc)
+                _fail(request.future, exc)
 
     def _process(self, batch: list[_Request]) -> None:
         live = [r for r in batch if r.future.set_running_or_notify_cancel()]
@@ -377,11 +458,19 @@ class SentenceEncoder:
             return
         try:
             model = self._ensure_model()
-            unique = list(dict.fromkeys(text for r in live for text in r.texts))
-            vectors = self._encode(model, unique) if unique else None
         except Exception as exc:
             for request in live:
                 request.future.set_exception(exc)
+            return
+        unique = list(dict.fromkeys(text for r in live for text in r.texts))
+        try:
+            vectors = self._encode(model, unique) if unique else None
+        except Exception as exc:
+            if len(live) == 1:
+                live[0].future.set_exception(exc)
+            else:  # one request's bad text must not fail the others merged with it
+                for request in live:
+                    self._process_alone(model, request)
             return
         if vectors is not None:
             with self._counters.lock:
@@ -396,6 +485,22 @@ class SentenceEncoder:
             else:
                 request.future.set_result(vectors[[index[text] for text in request.texts]])
 
+    def _process_alone(self, model: SentenceTransformer, request: _Request) -> None:
+        """Encode one request of a failed batch on its own; its error is its own."""
+        try:
+            vectors = self._encode(model, request.texts) if request.texts else None
+        except Exception as exc:
+            request.future.set_exception(exc)
+            return
+        if vectors is None:
+            request.future.set_result(np.empty((0, self._dim or 0), dtype=np.float32))
+            return
+        with self._counters.lock:
+            self._counters.batches += 1
+            self._counters.texts_encoded += len(request.texts)
+            self._counters.largest_batch = max(self._counters.largest_batch, len(request.texts))
+        request.future.set_result(vectors)
+
     def _encode(self, model: SentenceTransformer, texts: list[str]) -> Matrix:
         burst_threads = self._burst_threads if len(texts) >= BURST_SIZE else None
         if burst_threads is not None:
@@ -405,7 +510,7 @@ class SentenceEncoder:
             torch.set_num_threads(burst_threads)
         try:
             output = model.encode(
-                texts,
+                [_encodable(text) for text in texts],
                 batch_size=self._max_batch,
                 convert_to_numpy=True,
                 normalize_embeddings=True,
@@ -453,3 +558,19 @@ class SentenceEncoder:
             self._dim,
         )
         return model
+
+
+def _encodable(text: str) -> str:
+    """``text``, with any lone surrogate (which the tokenizer rejects) replaced by ``?``."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def _fail(future: concurrent.futures.Future[Matrix], exc: BaseException) -> None:
+    """Fail ``future`` unless it is already done (or cancelled meanwhile by its caller)."""
+    with contextlib.suppress(concurrent.futures.InvalidStateError):
+        if not future.done():
+            future.set_exception(exc)
