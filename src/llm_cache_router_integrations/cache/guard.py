@@ -12,6 +12,9 @@ sequence of *checks*; the first that fails rejects the pair and names itself in
 
 ``similarity``
     the cosine similarity is below :attr:`GuardConfig.min_similarity`.
+``too_long``
+    a text has more tokens than :attr:`GuardConfig.max_words` or more characters than
+    :attr:`GuardConfig.max_chars` (a miss; it bounds the guard's work on the event loop).
 ``numbers``
     the numbers, number words, ordinals, years, months, weekdays or relative days differ
     ("2 eggs" / "3 eggs", "in 2014" / "in 2018", "Monday" / "Friday").
@@ -53,10 +56,14 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
+from bisect import bisect_right
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from functools import lru_cache
+from itertools import islice
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -91,6 +98,12 @@ class GuardConfig(BaseModel):
       "deploy to AWS Lambda"): ``"reject"`` (default, safe) or ``"score"`` (left to the score).
     * ``strict_max_words``: texts longer than this are checked leniently (no negation check;
       numbers only reject when both sides carry different ones).
+    * ``max_words`` / ``max_chars``: a text with more words (tokens: words and numbers) or
+      characters than this is rejected with reason ``"too_long"`` (a miss, never a wrong
+      answer) before it is analysed; identical texts are still accepted. MiniLM reads only the
+      first 256 word pieces (about 200 words), so two long texts that share their opening look
+      identical to the embedding; the caps also bound the guard's synchronous work on the event
+      loop (about 20 ms at the caps).
     * ``negation_max_unmatched``: the negation check applies when at most this share of the
       content words has no counterpart; a sentence reworded around an equivalent negation ("is
       optional" / "you don't have to set it") is left to the score.
@@ -108,6 +121,8 @@ class GuardConfig(BaseModel):
     min_similarity: float = Field(default=0.80, ge=-1.0, le=1.0)
     accept_similarity: float = Field(default=1.01, ge=-1.0, le=1.01)
     strict_max_words: int = Field(default=18, ge=1)
+    max_words: int = Field(default=500, ge=1)
+    max_chars: int = Field(default=10_000, ge=1)
     check_numbers: bool = True
     check_negation: bool = True
     negation_max_unmatched: float = Field(default=0.3, ge=0.0, le=1.0)
@@ -623,7 +638,7 @@ _PREPOSITIONS = _words(
     "of for in on at with by about from to into onto over under via without per as"
 )
 _DEFINITION_RE = re.compile(
-    r"^\W*(?:what|who)\s+(?:is|are|was|were)\s+(?:an?\s+|the\s+)?[\w.+#-]+(?:\s+[\w.+#-]+)?\W*$"
+    r"^\W*(?:what|who)\s+(?:is|are|was|were)\s+(?:an?\s+|the\s+)?[\w.+#-]++(?:\s+[\w.+#-]++)?\W*$"
     r"|\bwhat\s+(?:does|do|did)\b.{1,60}\bmean\b|\bmeaning of\b|\bdefin(?:e|ition)\b",
     re.I,
 )
@@ -699,18 +714,55 @@ _ANSWER_PARTICLE = re.compile(r"^\s*(?:no|nope|yes)\s*[,.!:;]\s*", re.I)
 _NOT_FILLER = re.compile(
     r"\bnot\s+(?:sure|know|understand|remember|certain|clear)\b|\bno\s+(?:idea|clue)\b", re.I
 )
+
+
+def _number_forms() -> str:
+    """Characters with a numeric value that are not decimal digits: vulgar fractions (½),
+    superscripts (²), circled and parenthesised digits (①), Roman numeral signs (Ⅻ)."""
+    blocks = ((0xB2, 0xBE), (0x2070, 0x209F), (0x2150, 0x218F), (0x2460, 0x24FF), (0x2776, 0x2793))
+    return "".join(
+        ch
+        for lo, hi in blocks
+        for ch in map(chr, range(lo, hi + 1))
+        if unicodedata.numeric(ch, None) is not None and not ch.isdecimal()
+    )
+
+
+_NUMBER_FORMS = _number_forms()
 _TOKEN_RE = re.compile(
-    r"\$?\d+(?:[.,:/]\d+)*%?[A-Za-z]*|[A-Za-z_][A-Za-z0-9_]*(?:[.'][A-Za-z0-9_]+)*(?:\+\+|#)?|->|→"
+    # a "-" directly before a number at a word start is a minus sign ("-40", not "3-5")
+    r"(?:(?<![\w.,-])-)?(?:\$?\d+(?:[.,:/]\d+)*%?[A-Za-z]*|[" + _NUMBER_FORMS + r"])"
+    r"|[A-Za-z_][A-Za-z0-9_]*(?:[.'][A-Za-z0-9_]+)*(?:\+\+|#)?|->|→"
 )
-_SENTENCE_END = re.compile(r"[.?!:;\n]\s*$")
+
+
+def _ends_sentence(between: str) -> bool:
+    """Whether the text between two tokens closes a sentence: it ends with ``.?!:;`` or a line
+    break, then only whitespace (a linear test; a ``[.?!:;\\n]\\s*$`` search is quadratic on
+    runs of line breaks)."""
+    stripped = between.rstrip()
+    if len(stripped) < len(between) and "\n" in between[len(stripped) :]:
+        return True
+    return bool(stripped) and stripped[-1] in ".?!:;"
+
+
 _NUMBER_SUFFIX = re.compile(r"^(\$?)(\d+(?:[.,:/]\d+)*)(%?)([A-Za-z]*)$")
 _MULTIPLIERS = {
-    "k": 1_000,
-    "m": 1_000_000,
-    "mm": 1_000_000,
-    "b": 1_000_000_000,
-    "bn": 1_000_000_000,
+    "k": Decimal(1_000),
+    "m": Decimal(1_000_000),
+    "mm": Decimal(1_000_000),
+    "b": Decimal(1_000_000_000),
+    "bn": Decimal(1_000_000_000),
 }
+_DEC = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[])
+"""Exact decimal arithmetic for numbers (sums and products of number words and multipliers are
+exact at any size: "9" * 400, "half" + "billion" * 40 never overflow)."""
+_NUMBER_VALUES = {word: Decimal(str(value)) for word, value in _NUMBER_WORDS.items()}
+_SCALE_VALUES = {word: Decimal(value) for word, value in _SCALE_WORDS.items()}
+_VERSION_CUES = _words("""version versions ver v release rel update patch build revision rev
+    section chapter figure fig table step article clause paragraph part level""")
+"""Words after which a decimal is a version or a section number, compared verbatim ("Python
+3.10" is not "Python 3.1"; "2.50 dollars" is "2.5 dollars")."""
 _ORDINAL_SUFFIXES = frozenset({"st", "nd", "rd", "th"})
 
 # --------------------------------------------------------------------------------------------
@@ -872,7 +924,8 @@ class _Analysis:
     qtypes: frozenset[str]
     roles: frozenset[tuple[str, str]]  # (word, "src"|"dst") around direction markers
     raw_lower: frozenset[str]  # lower-case surface tokens (for antonym lookup)
-    by_initial: dict[str, tuple[str, ...]]  # all_stems by first letter (for typo matching)
+    fuzzy: _FuzzyIndex  # typo-tolerant lookup into all_stems
+    spans: _SpanIndex  # acronym -> the words whose initials spell it
 
 
 def _canon(word: str, synonyms: dict[str, str], stem: bool = True) -> str:
@@ -884,16 +937,39 @@ def _canon(word: str, synonyms: dict[str, str], stem: bool = True) -> str:
     return mapped if mapped is not None else stem_
 
 
-def _format_number(value: float) -> str:
-    return f"{value:g}" if value != int(value) else str(int(value))
+def _format_number(value: Decimal) -> str:
+    """The canonical spelling of an exact number: no exponent, no trailing zeros ("2.50" ->
+    "2.5", 5E+5 -> "500000"), however large."""
+    if not value:
+        return "0"
+    return format(_DEC.normalize(value), "f")
 
 
-def _parse_numeric(token: str) -> tuple[str | None, str | None, bool]:
-    """A numeric token -> (canonical value, trailing unit word, is_ordinal)."""
+def _is_number_token(lower: str) -> bool:
+    return (
+        lower[0].isdigit()
+        or lower[0] in _NUMBER_FORMS
+        or lower[0] == "$"
+        or (lower[0] == "-" and lower != "->")
+    )
+
+
+def _parse_numeric(token: str, version: bool = False) -> tuple[str | None, str | None, bool]:
+    """A numeric token -> (canonical value, trailing unit word, is_ordinal).
+
+    A decimal keeps its trailing zeros when ``version`` is true (it follows a version cue or a
+    name: "Python 3.10"); otherwise it is a quantity and "2.50" equals "2.5". A leading "-" is a
+    minus sign; a number-form character (½, ², ①) counts with its numeric value.
+    """
+    sign = "-" if token[:1] == "-" else ""
+    token = token[len(sign) :]
+    if len(token) == 1 and token in _NUMBER_FORMS:
+        value = _format_number(Decimal(repr(unicodedata.numeric(token))))
+        return (sign + value if value != "0" else value), None, False
     match = _NUMBER_SUFFIX.match(token)
     if match is None:
         return None, None, False
-    _currency, digits, percent, suffix = match.groups()
+    currency, digits, percent, suffix = match.groups()
     suffix = suffix.lower()
     unit: str | None = None
     ordinal = False
@@ -901,30 +977,41 @@ def _parse_numeric(token: str) -> tuple[str | None, str | None, bool]:
         digits = digits.replace(",", "")
     value = digits
     if re.fullmatch(r"\d+(?:\.\d+)?", digits):
-        number = float(digits)
+        number = Decimal(digits)
         if suffix in _MULTIPLIERS:
-            number *= _MULTIPLIERS[suffix]
+            number = _DEC.multiply(number, _MULTIPLIERS[suffix])
         elif suffix in _ORDINAL_SUFFIXES:
             ordinal = True
         elif suffix:
             unit = suffix
-        value = _format_number(number) if "." not in digits else digits.rstrip("0").rstrip(".")
+        plain = not (currency or percent or suffix)
+        value = digits if "." in digits and version and plain else _format_number(number)
     elif suffix:
         unit = suffix
+    if sign and value != "0":
+        value = sign + value
     if percent:
         value += "%"
     return value, unit, ordinal
 
 
-def _extends(pending: float, value: float) -> bool:
+def _names_version(previous: str) -> bool:
+    """Whether a decimal after the token ``previous`` is a version or section number: after a
+    version cue ("version", "v", "release", "section"...), a technology name or a capitalised
+    word ("Python 3.10", "Django 4.0")."""
+    lower = previous.lower()
+    return lower in _VERSION_CUES or lower in _KNOWN_ENTITIES or not previous.islower()
+
+
+def _extends(pending: Decimal, value: Decimal) -> bool:
     """Whether a number word adds to the pending number: "twenty five", "hundred twenty"."""
-    if pending % 100 == 0:
+    if not _DEC.remainder(pending, 100):
         return value < 100
-    return pending >= 20 and pending % 10 == 0 and value < 10
+    return pending >= 20 and not _DEC.remainder(pending, 10) and value < 10
 
 
 def _analyse_uncached(text: str, synonyms: dict[str, str]) -> _Analysis:
-    text = text.replace("\u2019", "'").replace("\u2018", "'")
+    text = text.replace("\u2019", "'").replace("\u2018", "'").replace("\u2212", "-")
     text = _ANSWER_PARTICLE.sub("", text)
     text = _rewrite_phrases(_expand_contractions(text))
     filler_negation = bool(_NOT_FILLER.search(text))
@@ -935,7 +1022,7 @@ def _analyse_uncached(text: str, synonyms: dict[str, str]) -> _Analysis:
         start = match.start()
         if start - pos > 1 or (start > pos and text[pos] != " "):
             between = text[pos:start]
-            if _SENTENCE_END.search(between) or '"' in between or "'" in between:
+            if _ends_sentence(between) or '"' in between or "'" in between:
                 sentence_start = True
         raw_tokens.append((match.group(), sentence_start))
         sentence_start = False
@@ -952,7 +1039,7 @@ def _analyse_uncached(text: str, synonyms: dict[str, str]) -> _Analysis:
     weak: set[str] = set()
     tasks: set[str] = set()
     negations = 0
-    pending_number: float | None = None
+    pending_number: Decimal | None = None
 
     def add(word: str, canon: str) -> None:
         words.append(word)
@@ -976,15 +1063,18 @@ def _analyse_uncached(text: str, synonyms: dict[str, str]) -> _Analysis:
             following = raw_tokens[index + 1][0].lower() if index + 1 < n_tokens else ""
             # "two hundred and six": the "and" continues the number
             continues = lower == "and" and following in _NUMBER_WORDS
-            if pending_number is not None and not (continues and pending_number % 100 == 0):
+            if pending_number is not None and not (
+                continues and not _DEC.remainder(pending_number, 100)
+            ):
                 flush_number()
             all_stems.add(lower)
             add(lower, "")
             continue
         prev = words[-1] if words else ""
-        if lower[0].isdigit() or lower[0] == "$":
+        if _is_number_token(lower):
             flush_number()
-            value, unit, ordinal = _parse_numeric(lower)
+            version = index > 0 and _names_version(raw_tokens[index - 1][0])
+            value, unit, ordinal = _parse_numeric(lower, version)
             if value is not None:
                 (weak.add(value) if ordinal else numbers.append(value))
                 all_stems.add(value)
@@ -999,12 +1089,13 @@ def _analyse_uncached(text: str, synonyms: dict[str, str]) -> _Analysis:
             continue
         if lower in _NUMBER_WORDS or lower in _SCALE_WORDS:
             if lower in _SCALE_WORDS:
-                pending_number = (pending_number or 1) * _SCALE_WORDS[lower]
-            elif pending_number is not None and _extends(pending_number, _NUMBER_WORDS[lower]):
-                pending_number += _NUMBER_WORDS[lower]
+                base = Decimal(1) if pending_number is None else pending_number
+                pending_number = _DEC.multiply(base, _SCALE_VALUES[lower])
+            elif pending_number is not None and _extends(pending_number, _NUMBER_VALUES[lower]):
+                pending_number = _DEC.add(pending_number, _NUMBER_VALUES[lower])
             else:
                 flush_number()
-                pending_number = float(_NUMBER_WORDS[lower])
+                pending_number = _NUMBER_VALUES[lower]
             add(lower, lower)
             continue
         flush_number()
@@ -1087,16 +1178,9 @@ def _analyse_uncached(text: str, synonyms: dict[str, str]) -> _Analysis:
         qtypes=_question_types(lower_words, text),
         roles=_direction_roles(lower_words, tuple(canons)),
         raw_lower=frozenset(c for c in canons if c) | frozenset(lower_words),
-        by_initial=_by_initial(all_stems),
+        fuzzy=_FuzzyIndex(all_stems),
+        spans=_SpanIndex(lower_words, tuple(canons)),
     )
-
-
-def _by_initial(stems: set[str]) -> dict[str, tuple[str, ...]]:
-    groups: dict[str, list[str]] = {}
-    for stem in stems:
-        if len(stem) >= 4:
-            groups.setdefault(stem[0], []).append(stem)
-    return {k: tuple(v) for k, v in groups.items()}
 
 
 def _is_month(token: str, lower: str, initial: bool, prev: str, nxt: str) -> bool:
@@ -1264,27 +1348,183 @@ def _edit_distance_le(a: str, b: str, limit: int) -> bool:
     return prev[len(b)] <= limit
 
 
+_FUZZY_MAX_LEN = 40
+"""Longer words (no English word; alphabetic identifiers, garbage) only match exactly."""
+_ENTITY_TYPO_MIN_LEN = 6
+"""An entity tolerates one typo only when both spellings have at least this many letters: shorter
+names one letter apart are usually other names (Iran / Iraq, Mali / Bali)."""
+_DEMONYM_SUFFIXES = ("n", "an", "ian", "ean", "ese", "i")
+"""An entity matches itself plus one of these endings (India / Indian, Asia / Asian, Europe /
+European, Japan / Japanese, Israel / Israeli), not any longer word it starts (India / Indiana)."""
+_CONFUSABLE_NAMES: frozenset[frozenset[str]] = frozenset(
+    frozenset(_stem(w) for w in pair.split("/"))
+    for pair in _split("""india/indiana niger/nigeria niger/nigerian iran/iraq iceland/ireland
+        colombia/columbia dominica/dominican granada/grenada austria/australia austin/austen
+        slovakia/slovenia gambia/zambia""")
+)
+"""Different places one letter or a demonym ending apart: never typos of one another."""
+_KNOWN_STEMS = frozenset(_KNOWN_ENTITIES | {_stem(w) for w in _KNOWN_ENTITIES})
+"""Two known technology names are two names, however close their spellings."""
+
+
 def _fuzzy_equal(a: str, b: str, strict: bool = False) -> bool:
-    """Typo tolerance between two (already canonical) stems."""
+    """Typo tolerance between two (already canonical) stems: the same first letter, at most one
+    edit (Damerau-Levenshtein), both at least 4 letters; unless ``strict``, a stem of 5+ letters
+    also matches a longer one it starts.
+
+    ``strict`` (entities): the same stem ("YouTube" / "youtube", "AIIMS" / "aiims"), a demonym
+    ending (:data:`_DEMONYM_SUFFIXES`), or one edit when both have at least
+    :data:`_ENTITY_TYPO_MIN_LEN` letters; never between two known names or a pair of
+    :data:`_CONFUSABLE_NAMES` (India / Indiana, Iran / Iraq, Iceland / Ireland).
+    """
     if a == b:
         return True
     short = min(len(a), len(b))
-    if short < 4 or a[0] != b[0] or not (a.isalpha() and b.isalpha()):
+    if (
+        short < 4
+        or max(len(a), len(b)) > _FUZZY_MAX_LEN
+        or a[0] != b[0]
+        or not (a.isalpha() and b.isalpha())
+    ):
         return False
-    if short >= 5 and (a.startswith(b) or b.startswith(a)):
+    if strict:
+        if _stem(a) == _stem(b):
+            return True
+        if frozenset((a, b)) in _CONFUSABLE_NAMES or (a in _KNOWN_STEMS and b in _KNOWN_STEMS):
+            return False
+        longer, shorter = (a, b) if len(a) > len(b) else (b, a)
+        if longer.startswith(shorter) and longer[len(shorter) :] in _DEMONYM_SUFFIXES:
+            return True
+        if short < _ENTITY_TYPO_MIN_LEN:
+            return False
+    elif short >= 5 and (a.startswith(b) or b.startswith(a)):
         return True
-    limit = 2 if short >= 9 and not strict else 1
-    return _edit_distance_le(a, b, limit)
+    return _edit_distance_le(a, b, 1)
+
+
+def _deletions(word: str) -> set[str]:
+    """``word`` and every string one deletion away: two words within one edit share one."""
+    return {word, *(word[:i] + word[i + 1 :] for i in range(len(word)))}
+
+
+class _FuzzyIndex:
+    """Typo-tolerant lookup into one text's stems (:func:`_fuzzy_equal`), built on first use.
+
+    One-deletion keys find the stems within one edit and a sorted list finds prefixes, so a
+    lookup costs O(word length) whatever the number of stems (comparing every word of one text
+    with every word of the other is quadratic on long texts).
+    """
+
+    __slots__ = ("_built", "_by_key", "_by_length", "_by_stem", "_sorted", "_stems", "_stems_set")
+
+    def __init__(self, stems: Iterable[str]) -> None:
+        self._stems = tuple(s for s in stems if 4 <= len(s) <= _FUZZY_MAX_LEN and s.isalpha())
+        self._built = False
+        self._by_key: dict[str, list[str]] = {}
+        self._by_length: dict[int, set[str]] = {}
+        self._by_stem: dict[str, list[str]] = {}
+        self._sorted: list[str] = []
+        self._stems_set: frozenset[str] = frozenset()
+
+    def _build(self) -> None:
+        for stem in self._stems:
+            for key in _deletions(stem):
+                self._by_key.setdefault(key, []).append(stem)
+            self._by_length.setdefault(len(stem), set()).add(stem)
+            self._by_stem.setdefault(_stem(stem), []).append(stem)
+        self._sorted = sorted(self._stems)
+        self._stems_set = frozenset(self._stems)
+        self._built = True
+
+    def match(self, word: str, strict: bool) -> bool:
+        """Whether a stem equals ``word`` up to a typo (or a prefix, unless ``strict``)."""
+        if not (4 <= len(word) <= _FUZZY_MAX_LEN and word.isalpha()) or not self._stems:
+            return False
+        if not self._built:
+            self._build()
+        if not strict and len(word) >= 5:
+            after = bisect_right(self._sorted, word)  # a longer stem that starts with ``word``
+            if after < len(self._sorted) and self._sorted[after].startswith(word):
+                return True
+            for length, group in self._by_length.items():  # a shorter stem ``word`` starts with
+                if 5 <= length < len(word) and word[:length] in group:
+                    return True
+        if strict:  # the same stem, a demonym ending
+            stems = self._stems_set
+            if any(_fuzzy_equal(word, stem, strict) for stem in self._by_stem.get(_stem(word), ())):
+                return True
+            for suffix in _DEMONYM_SUFFIXES:
+                longer = word + suffix
+                if longer in stems and _fuzzy_equal(word, longer, strict):
+                    return True
+                shorter = word[: -len(suffix)]
+                if (
+                    word.endswith(suffix)
+                    and shorter in stems
+                    and _fuzzy_equal(word, shorter, strict)
+                ):
+                    return True
+        return any(
+            _fuzzy_equal(word, stem, strict)
+            for key in _deletions(word)
+            for stem in self._by_key.get(key, ())
+        )
+
+
+_ACRONYM_FILLERS = frozenset({"of", "and", "the", "for", "&"})
+
+
+class _SpanIndex:
+    """For each acronym length, the first run of words whose initials spell each acronym
+    ("natural language processing" -> "nlp"; "of", "and", "the", "for" inside a run are
+    skipped), built on first use: one lookup per acronym instead of a scan of the text."""
+
+    __slots__ = ("_canons", "_tables", "_words")
+
+    def __init__(self, words: tuple[str, ...], canons: tuple[str, ...]) -> None:
+        self._words, self._canons = words, canons
+        self._tables: dict[int, dict[str, tuple[int, int]]] = {}
+
+    def span(self, acronym: str) -> set[str]:
+        """The canonical words whose initials spell ``acronym``, or an empty set."""
+        size = len(acronym)
+        if not size:
+            return set()
+        table = self._tables.get(size)
+        if table is None:
+            table = self._tables[size] = self._build(size)
+        found = table.get(acronym)
+        if found is None:
+            return set()
+        return {c for c in self._canons[found[0] : found[1]] if c}
+
+    def _build(self, size: int) -> dict[str, tuple[int, int]]:
+        words = self._words
+        kept = [j for j, word in enumerate(words) if word not in _ACRONYM_FILLERS]
+        initials = "".join(words[j][:1] for j in kept)
+        table: dict[str, tuple[int, int]] = {}
+        p = 0  # index in ``kept`` of the first word after i that is not a filler
+        for i, word in enumerate(words):
+            while p < len(kept) and kept[p] <= i:
+                p += 1
+            if not word:
+                continue
+            if size == 1:
+                table.setdefault(word[0], (i, i + 1))
+                continue
+            last = p + size - 2
+            if last >= len(kept):
+                break
+            table.setdefault(word[0] + initials[p : p + size - 1], (i, kept[last] + 1))
+        return table
 
 
 def _unmatched(words: frozenset[str], other: _Analysis, strict: bool = False) -> list[str]:
     """The words with no exact or typo-tolerant counterpart in ``other``."""
     out = []
-    stems, by_initial = other.all_stems, other.by_initial
+    stems, fuzzy = other.all_stems, other.fuzzy
     for word in words:
-        if word in stems:
-            continue
-        if any(_fuzzy_equal(word, c, strict) for c in by_initial.get(word[:1], ())):
+        if word in stems or fuzzy.match(word, strict):
             continue
         out.append(word)
     return out
@@ -1293,23 +1533,7 @@ def _unmatched(words: frozenset[str], other: _Analysis, strict: bool = False) ->
 def _acronym_span(acronym: str, q: _Analysis) -> set[str]:
     """The canonical words of ``q`` whose initials spell ``acronym`` ("NLP" -> natural language
     processing), or an empty set."""
-    words, n, size = q.words, len(q.words), len(acronym)
-    for i in range(n):
-        if not words[i] or words[i][0] != acronym[0]:
-            continue
-        j, k = i, 0
-        while j < n and k < size:
-            word = words[j]
-            if k and word in {"of", "and", "the", "for", "&"}:
-                j += 1
-                continue
-            if not word or word[0] != acronym[k]:
-                break
-            j += 1
-            k += 1
-        if k == size:
-            return {c for c in q.canons[i:j] if c}
-    return set()
+    return q.spans.span(acronym)
 
 
 def _unmatched_entities(qa: _Analysis, qb: _Analysis) -> list[str]:
@@ -1328,7 +1552,7 @@ def _unmatched_entities(qa: _Analysis, qb: _Analysis) -> list[str]:
             continue
         if entity in qa.acronyms and _acronym_span(entity, qb):
             continue
-        if any(_fuzzy_equal(entity, c, strict=True) for c in qb.by_initial.get(entity[:1], ())):
+        if qb.fuzzy.match(entity, strict=True):
             continue
         out.append(entity)
     return out
@@ -1373,10 +1597,19 @@ def pair_features(query: str, candidate: str, similarity: float) -> dict[str, fl
     return _features(_analyse_default(query), _analyse_default(candidate), similarity)
 
 
-def _features(qa: _Analysis, qb: _Analysis, similarity: float) -> dict[str, float]:
+def _unmatched_pair(qa: _Analysis, qb: _Analysis) -> tuple[list[str], list[str]]:
+    """The content words of each side with no counterpart in the other."""
+    return _unmatched(qa.content_set, qb), _unmatched(qb.content_set, qa)
+
+
+def _features(
+    qa: _Analysis,
+    qb: _Analysis,
+    similarity: float,
+    unmatched: tuple[list[str], list[str]] | None = None,
+) -> dict[str, float]:
     set_a, set_b = qa.content_set, qb.content_set
-    un_a = _unmatched(set_a, qb)
-    un_b = _unmatched(set_b, qa)
+    un_a, un_b = unmatched or _unmatched_pair(qa, qb)
     n_a, n_b = len(set_a), len(set_b)
     union = len(set_a | set_b) or 1
     total = n_a + n_b or 1
@@ -1443,16 +1676,29 @@ class VerificationGuard:
             )
         if query.strip().lower() == candidate.strip().lower():
             return GuardVerdict(True, None, 1.0, "same text")
+        if max(len(query), len(candidate)) > cfg.max_chars:
+            cap = f"max_chars={cfg.max_chars} characters"
+            return GuardVerdict(False, "too_long", 0.0, f"a text has more than {cap}")
+        if _longer_than(query, cfg.max_words) or _longer_than(candidate, cfg.max_words):
+            cap = f"max_words={cfg.max_words} words"
+            return GuardVerdict(False, "too_long", 0.0, f"a text has more than {cap}")
         qa, qb = self._analyse(query), self._analyse(candidate)
 
         strict = max(len(qa.words), len(qb.words)) <= cfg.strict_max_words
+        pair: list[tuple[list[str], list[str]]] = []  # the unmatched words, computed once
+
+        def unmatched() -> tuple[list[str], list[str]]:
+            if not pair:
+                pair.append(_unmatched_pair(qa, qb))
+            return pair[0]
+
         if cfg.check_numbers:
             detail = _numbers_differ(qa, qb, strict)
             if detail:
                 return GuardVerdict(False, "numbers", 0.0, detail)
         features: dict[str, float] | None = None
         if cfg.check_negation and strict and qa.negations != qb.negations:
-            features = _features(qa, qb, similarity)
+            features = _features(qa, qb, similarity, unmatched())
             if features["unmatched_frac"] <= cfg.negation_max_unmatched:
                 detail = f"negations differ: {qa.negations} vs {qb.negations}"
                 return GuardVerdict(False, "negation", 0.0, detail)
@@ -1461,13 +1707,13 @@ class VerificationGuard:
             ("entities", cfg.check_entities, self._entities),
             ("direction", cfg.check_direction, _direction),
             ("task", cfg.check_task, _task),
-            ("substitution", cfg.check_substitution, _substitution),
+            ("substitution", cfg.check_substitution, lambda a, b: _substitution(a, b, unmatched())),
         ):
             if enabled and (detail := check(qa, qb)):
                 return GuardVerdict(False, reason, 0.0, detail)
         if not cfg.use_score:
             return GuardVerdict(True, None, 1.0, "checks passed")
-        score = _score(features or _features(qa, qb, similarity))
+        score = _score(features or _features(qa, qb, similarity, unmatched()))
         if similarity >= cfg.accept_similarity:
             return GuardVerdict(True, None, score, "similarity above accept_similarity")
         if score < cfg.min_score:
@@ -1497,14 +1743,18 @@ class VerificationGuard:
         return None
 
 
-def _substitution(qa: _Analysis, qb: _Analysis) -> str | None:
+def _longer_than(text: str, limit: int) -> bool:
+    """Whether ``text`` has more than ``limit`` tokens (scans only up to the first ``limit + 1``)."""
+    return sum(1 for _ in islice(_TOKEN_RE.finditer(text), limit + 1)) > limit
+
+
+def _substitution(
+    qa: _Analysis, qb: _Analysis, unmatched: tuple[list[str], list[str]]
+) -> str | None:
     """Exactly one content word replaced by an unrelated one in the same slot, the rest equal
-    ("reset my password" / "reset my username")."""
-    un_a = _unmatched(qa.content_set, qb)
-    if len(un_a) != 1:
-        return None
-    un_b = _unmatched(qb.content_set, qa)
-    if len(un_b) != 1:
+    ("reset my password" / "reset my username"); ``unmatched`` from :func:`_unmatched_pair`."""
+    un_a, un_b = unmatched
+    if len(un_a) != 1 or len(un_b) != 1:
         return None
     x, y = un_a[0], un_b[0]
     slots_a = [w if w != x else "_" for w in qa.content]
@@ -1545,33 +1795,41 @@ def _swapped_around_pivot(qa: _Analysis, qb: _Analysis) -> tuple[str, str, str] 
     if len(pos_b) < 3:
         return None
     shared = sorted(pos_b, key=pos_a.__getitem__)
+    if len(shared) > _PIVOT_MAX_WORDS:
+        return None
+    # A role swap keeps the rest of the sentence in place ("the frontend service calls the auth
+    # service" / "the auth service calls the frontend service"); a reworded sentence
+    # ("Kubernetes restarts a container when its probe fails" / "If a container's probe fails, it
+    # is restarted by Kubernetes") moves many other words too, and is not a swap: at most one
+    # pair of the other words may be the other way round. ``inversions[i]`` counts the pairs
+    # word i is in, so the pairs among the words other than x and y are counted in O(1).
+    order = [pos_b[w] for w in shared]
+    n = len(order)
+    inversions = [0] * n
+    total = 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            if order[i] > order[j]:
+                inversions[i] += 1
+                inversions[j] += 1
+                total += 1
     for i, x in enumerate(shared):
-        for y in shared[i + 2 :]:
-            if pos_b[y] >= pos_b[x]:
+        for k in range(i + 2, n):
+            y = shared[k]
+            if pos_b[y] >= pos_b[x] or total - inversions[i] - inversions[k] + 1 > 1:
                 continue
-            for v in shared[i + 1 :]:
-                if v == y:
-                    break
-                if (
-                    pos_b[y] < pos_b[v] < pos_b[x]
-                    and _preposition_between(qa, pos_a[x], pos_a[y])
-                    == _preposition_between(qb, pos_b[y], pos_b[x])
-                    and _inversions([w for w in shared if w not in (x, y)], pos_b) <= 1
-                ):
+            if _preposition_between(qa, pos_a[x], pos_a[y]) != _preposition_between(
+                qb, pos_b[y], pos_b[x]
+            ):
+                continue
+            for v in shared[i + 1 : k]:
+                if pos_b[y] < pos_b[v] < pos_b[x]:
                     return x, v, y
     return None
 
 
-def _inversions(words: list[str], positions: dict[str, int]) -> int:
-    """How many pairs of ``words`` (in one side's order) the other side puts the other way round.
-
-    A role swap keeps the rest of the sentence in place ("the frontend service calls the auth
-    service" / "the auth service calls the frontend service"); a reworded sentence
-    ("Kubernetes restarts a container when its probe fails" / "If a container's probe fails, it
-    is restarted by Kubernetes") moves many other words too, and is not a swap.
-    """
-    order = [positions[w] for w in words]
-    return sum(1 for i, p in enumerate(order) for q in order[i + 1 :] if p > q)
+_PIVOT_MAX_WORDS = 100
+"""Role swaps around a pivot are looked for in texts of up to this many shared content words."""
 
 
 def _preposition_between(q: _Analysis, first: int, last: int) -> bool:
