@@ -111,6 +111,8 @@ def test_premium_variants_have_their_own_price() -> None:
     [
         ("gpt-4o-2024-08-06", "gpt-4o"),
         ("claude-sonnet-4-5-20250929", "claude-sonnet-4-5"),
+        ("claude-3-7-sonnet-20250219", "claude-3-7-sonnet"),
+        ("claude-3-haiku-20240307", "claude-3-haiku"),
         ("claude-3-5-haiku@20241022", "claude-3-5-haiku"),
         ("gemini-2.0-flash-001", "gemini-2.0-flash"),
         ("gemini-2.5-flash-preview-05-20", "gemini-2.5-flash"),
