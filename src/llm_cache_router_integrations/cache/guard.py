@@ -47,7 +47,7 @@ negation check is skipped and numbers only reject when both sides carry differen
 statements are paraphrased with "not mandatory" / "optional" and similar).
 
 Every check can be switched off in :class:`GuardConfig`. Deciding a pair whose two texts were
-seen before takes about 20-30 µs; analysing a new text costs about 50 µs more, once (the
+seen before takes about 25-35 µs; analysing a new text costs about 55 µs more, once (the
 per-text analysis is memoised, so a cached candidate is analysed once and a query once per
 lookup). See ``docs/cache-guard.md`` for examples and measured figures.
 """
