@@ -8,6 +8,8 @@ import pytest
 from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.callbacks import CallbackManager, TokenCountingHandler
 from llama_index.core.instrumentation.events.llm import LLMChatEndEvent, LLMChatStartEvent
+from llama_index.core.llms import CompletionResponse, CompletionResponseGen, CustomLLM, LLMMetadata
+from llama_index.core.llms.callbacks import llm_completion_callback
 
 from llm_cache_router_integrations import CacheConfig, StreamInterruptedError
 from llm_cache_router_integrations.cache import CacheEngine
@@ -164,3 +166,43 @@ async def test_paraphrase_cache_hit_is_flagged_and_free(
     # additional_kwargs["cache_hit"] (or CostEventHandler) tells billed calls apart
     assert counter.prompt_llm_token_count == 3 * openai_server.last_answer.input_tokens
     await router.aclose()
+
+
+class _CompleteOnlyLLM(CustomLLM):
+    """A CustomLLM whose chat goes through its decorated ``complete`` (nested LLM events)."""
+
+    model: str = "gpt-4o-mini"
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(model_name=self.model)
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kw: Any) -> CompletionResponse:
+        usage = {"prompt_tokens": 1000, "completion_tokens": 1000}
+        return CompletionResponse(text="ok", raw={"usage": usage})
+
+    @llm_completion_callback()
+    def stream_complete(
+        self, prompt: str, formatted: bool = False, **kw: Any
+    ) -> CompletionResponseGen:
+        usage = {"prompt_tokens": 1000, "completion_tokens": 1000}
+        yield CompletionResponse(text="ok", delta="ok", raw={"usage": usage})
+
+
+def test_a_chat_made_through_complete_is_counted_and_budgeted_once() -> None:
+    costs = CostEventHandler().attach()
+    budget = BudgetCallbackHandler({"daily_usd": 10.0})
+    llm = _CompleteOnlyLLM(callback_manager=CallbackManager([budget]))
+    per_call = budget.pricing.price("gpt-4o-mini").estimate(1000, 1000)
+    try:
+        llm.chat([ChatMessage(role="user", content="hi")])
+        totals = costs.totals()
+        assert (totals["calls"], totals["input_tokens"]) == (1, 1000)
+        assert budget.spent()["daily"] == pytest.approx(per_call)
+        assert (budget.pending, costs.open_spans) == (0, 0)
+        llm.complete("hi")  # a direct completion still counts
+        assert costs.totals()["calls"] == 2
+        assert budget.spent()["daily"] == pytest.approx(2 * per_call)
+    finally:
+        costs.detach()

@@ -12,7 +12,9 @@ budgeted exactly as the router prices and budgets its own calls.
 * :class:`BudgetCallbackHandler`: reserves a call's worst-case cost (prompt tokens plus
   ``max_tokens`` at the output price) in ``on_chat_model_start``, so a call that could overspend
   raises :class:`BudgetExceededError` before it reaches the provider; the reservation is settled
-  to the real cost when the call ends (released when it fails).
+  to the real cost when the call ends (a failed or abandoned stream: to its prompt plus the
+  tokens streamed so far; other failures: released). With ``raise_error=False`` an over-budget
+  call goes ahead unreserved and its real cost is recorded.
 * :class:`StreamingStatsCallbackHandler`: time to first token and tokens per second per run.
 
 All three are thread-safe and run inline on the event loop in async code (``run_inline``): they
@@ -24,7 +26,9 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Mapping, Sequence
+import weakref
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from uuid import UUID
@@ -43,6 +47,7 @@ from .._sync import run_sync
 from ..cost.budget import Budget, BudgetManager, BudgetStore, Reservation
 from ..cost.pricing import PricingTable, default_pricing
 from ..cost.tokens import count_message_tokens, count_tokens
+from ..errors import BudgetExceededError, StreamInterruptedError
 from ..types import ToolDefinition, Usage
 from .messages import from_langchain, to_usage
 
@@ -55,6 +60,9 @@ __all__ = [
 ]
 
 _UNKNOWN_MODEL = "unknown"
+_MAX_OPEN_RUNS = 10_000
+"""Bound on the runs a handler tracks between start and end (the oldest are dropped): a run that
+never ends (refused by another handler, interrupted by ``KeyboardInterrupt``) cannot leak."""
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -112,11 +120,109 @@ def _llm_output_usage(llm_output: Mapping[str, Any] | None) -> Usage | None:
 
 
 @dataclass(slots=True)
+class _Batch:
+    """The runs LangChain started for one ``generate`` call of several prompts.
+
+    LangChain reports a text LLM's batch usage once: the first prompt's ``llm_output`` carries
+    the whole batch's ``token_usage``, the others an empty one (``LLMResult.flatten``).
+    """
+
+    size: int
+    members: list[UUID] = field(default_factory=list)
+    usage_reported: bool = False
+
+
+@dataclass(slots=True)
 class _Run:
     model: str
     prompt_tokens: int
     max_tokens: int | None = None
     reservation: Reservation | None = None
+    over_budget: bool = False  # log-only budget: the call went ahead without a reservation
+    batch: _Batch | None = None
+    streamed: list[str] = field(default_factory=list)
+
+
+class _RunTable:
+    """Runs between start and end, bounded, with the batches they belong to."""
+
+    def __init__(self) -> None:
+        self.runs: OrderedDict[UUID, _Run] = OrderedDict()
+        self._open_batches: dict[tuple[int, UUID | None, int], _Batch] = {}
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+    def add(self, run_id: UUID, run: _Run, parent_run_id: UUID | None, batch_size: Any) -> None:
+        """Track ``run``; runs of one multi-prompt call start in turn on one thread."""
+        if isinstance(batch_size, int) and batch_size > 1:
+            key = (threading.get_ident(), parent_run_id, batch_size)
+            batch = self._open_batches.get(key)
+            if batch is None:
+                batch = self._open_batches[key] = _Batch(batch_size)
+            batch.members.append(run_id)
+            if len(batch.members) >= batch.size:
+                del self._open_batches[key]
+            run.batch = batch
+        self.runs[run_id] = run
+        while len(self.runs) > _MAX_OPEN_RUNS:
+            self.runs.popitem(last=False)
+
+    def pop(self, run_id: UUID) -> _Run | None:
+        return self.runs.pop(run_id, None)
+
+    def get(self, run_id: UUID) -> _Run | None:
+        return self.runs.get(run_id)
+
+    def forget(self, run_ids: Iterable[UUID]) -> list[_Run]:
+        """Drop runs that will never end (and the unfinished batch they started)."""
+        dropped = [run for run in map(self.pop, run_ids) if run is not None]
+        batches = {id(run.batch) for run in dropped if run.batch is not None}
+        for key, batch in list(self._open_batches.items()):
+            if id(batch) in batches:
+                del self._open_batches[key]
+        return dropped
+
+
+_TRACKERS: weakref.WeakSet[CostTrackingCallbackHandler | StreamingStatsCallbackHandler] = (
+    weakref.WeakSet()
+)
+_TRACKERS_LOCK = threading.Lock()
+
+
+def _forget_refused(run_ids: list[UUID]) -> None:
+    """Tell every cost and streaming handler that runs refused by a budget will never end."""
+    with _TRACKERS_LOCK:
+        trackers = list(_TRACKERS)
+    for tracker in trackers:
+        tracker._forget(run_ids)
+
+
+def _register(tracker: CostTrackingCallbackHandler | StreamingStatsCallbackHandler) -> None:
+    with _TRACKERS_LOCK:
+        _TRACKERS.add(tracker)
+
+
+def _partial_cost(
+    run: _Run, error: BaseException, response: Any, pricing: PricingTable
+) -> tuple[Usage, float] | None:
+    """The usage and cost of a stream that failed or was abandoned after output started.
+
+    The router charges such a stream its prompt plus the tokens streamed so far; the text comes
+    from :class:`StreamInterruptedError`, else the tokens this handler saw, else the partial
+    generation LangChain passes with the error.
+    """
+    text = ""
+    if isinstance(error, StreamInterruptedError):
+        text = error.partial_text
+    if not text:
+        text = "".join(run.streamed)
+    if not text and isinstance(response, LLMResult):
+        text = "".join(g[0].text for g in response.generations if g)
+    if not text:
+        return None
+    usage = Usage.of(run.prompt_tokens, count_tokens(text, run.model))
+    return usage, pricing.cost(run.model, usage)
 
 
 def _max_tokens(invocation_params: Mapping[str, Any] | None) -> int | None:
@@ -181,6 +287,14 @@ def _outcomes(response: LLMResult, run: _Run | None, pricing: PricingTable) -> l
             or (run.model if run else _UNKNOWN_MODEL)
         )
         usage = to_usage(usage_meta) or output_usage
+        if (
+            usage is None
+            and run is not None
+            and run.batch is not None
+            and run.batch.usage_reported
+            and llm_output.get("token_usage") == {}
+        ):
+            usage = Usage.of(0, 0)  # in the batch total the first prompt of the batch reported
         counted = usage is None
         if usage is None:
             usage = Usage.of(run.prompt_tokens if run else 0, count_tokens(generation.text, model))
@@ -194,6 +308,8 @@ def _outcomes(response: LLMResult, run: _Run | None, pricing: PricingTable) -> l
         )
         saved = float(metadata.get("saved_usd") or full_cost) if hit else 0.0
         results.append(_Outcome(model, usage, 0.0 if hit else full_cost, hit, saved, counted))
+    if output_usage is not None and run is not None and run.batch is not None:
+        run.batch.usage_reported = True
     return results
 
 
@@ -235,8 +351,13 @@ class CostTrackingCallbackHandler(BaseCallbackHandler):
     def __init__(self, pricing: PricingTable | Mapping[str, Any] | None = None) -> None:
         self.pricing = _pricing(pricing)
         self._lock = threading.Lock()
-        self._runs: dict[UUID, _Run] = {}
+        self._runs = _RunTable()
         self._models: dict[str, ModelUsage] = {}
+        _register(self)
+
+    def _forget(self, run_ids: list[UUID]) -> None:
+        with self._lock:
+            self._runs.forget(run_ids)
 
     # ------------------------------------------------------------------ callbacks
     def on_chat_model_start(
@@ -252,7 +373,7 @@ class CostTrackingCallbackHandler(BaseCallbackHandler):
         """Remember the run's model and its prompt size (for providers that report no usage)."""
         run = _chat_run(messages, invocation_params, metadata)
         with self._lock:
-            self._runs[run_id] = run
+            self._runs.add(run_id, run, kwargs.get("parent_run_id"), kwargs.get("batch_size"))
 
     def on_llm_start(
         self,
@@ -267,12 +388,23 @@ class CostTrackingCallbackHandler(BaseCallbackHandler):
         """Remember a text LLM run's model and prompt size."""
         run = _text_run(prompts, invocation_params, metadata)
         with self._lock:
-            self._runs[run_id] = run
+            self._runs.add(run_id, run, kwargs.get("parent_run_id"), kwargs.get("batch_size"))
+
+    def on_llm_new_token(
+        self,
+        token: str | list[str | dict[str, Any]],
+        *,
+        chunk: GenerationChunk | ChatGenerationChunk | None = None,
+        run_id: UUID,
+        **kwargs: Any,
+    ) -> Any:
+        """Collect the streamed text (an interrupted stream is charged for it)."""
+        _collect(self._lock, self._runs, run_id, token, chunk)
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> Any:
         """Add the run's usage and cost to its model's totals."""
         with self._lock:
-            run = self._runs.pop(run_id, None)
+            run = self._runs.pop(run_id)
         outcomes = _outcomes(response, run, self.pricing)
         with self._lock:
             for outcome in outcomes:
@@ -291,9 +423,27 @@ class CostTrackingCallbackHandler(BaseCallbackHandler):
                 totals.cost_usd += outcome.cost_usd
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> Any:
-        """Forget a failed run (its cost, if any, is unknown)."""
+        """Count what a stream cost before it failed or was abandoned; forget other failures.
+
+        The prompt plus the tokens streamed so far are counted (with tiktoken, as the router
+        charges an interrupted stream) as an estimated call.
+        """
         with self._lock:
-            self._runs.pop(run_id, None)
+            run = self._runs.pop(run_id)
+        if run is None:
+            return
+        partial = _partial_cost(run, error, kwargs.get("response"), self.pricing)
+        if partial is None:
+            return
+        usage, cost = partial
+        with self._lock:
+            totals = self._models.setdefault(run.model, ModelUsage())
+            totals.calls += 1
+            totals.estimated_calls += 1
+            totals.input_tokens += usage.input_tokens
+            totals.output_tokens += usage.output_tokens
+            totals.total_tokens += usage.total_tokens
+            totals.cost_usd += cost
 
     # ------------------------------------------------------------------ results
     @property
@@ -392,15 +542,30 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         self.raise_error = raise_error
         self.pricing = _pricing(pricing)
         self._lock = threading.Lock()
-        self._runs: dict[UUID, _Run] = {}
+        self._runs = _RunTable()
 
     def _worst_case(self, run: _Run) -> float:
         return self.pricing.price(run.model).worst_case(run.prompt_tokens, run.max_tokens)
 
-    def _reserve(self, run_id: UUID, run: _Run) -> None:
-        run.reservation = run_sync(self.manager.reserve(self._worst_case(run)))
+    def _reserve(self, run_id: UUID, run: _Run, kwargs: Mapping[str, Any]) -> None:
         with self._lock:
-            self._runs[run_id] = run
+            self._runs.add(run_id, run, kwargs.get("parent_run_id"), kwargs.get("batch_size"))
+        try:
+            run.reservation = run_sync(self.manager.reserve(self._worst_case(run)))
+        except BudgetExceededError:
+            if not self.raise_error:
+                run.over_budget = True  # LangChain logs the error and the call goes ahead
+                raise
+            # Refused: none of this call's prompts reaches the provider and LangChain sends no
+            # end or error event for the runs it already started, so release them here.
+            members = run.batch.members if run.batch is not None else [run_id]
+            with self._lock:
+                dropped = self._runs.forget(members)
+            for other in dropped:
+                if other.reservation is not None:
+                    run_sync(self.manager.settle(other.reservation, 0.0))
+            _forget_refused(members)
+            raise
 
     def on_chat_model_start(
         self,
@@ -413,7 +578,7 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> Any:
         """Reserve the worst-case cost or raise :class:`BudgetExceededError`."""
-        self._reserve(run_id, _chat_run(messages, invocation_params, metadata))
+        self._reserve(run_id, _chat_run(messages, invocation_params, metadata), kwargs)
 
     def on_llm_start(
         self,
@@ -426,23 +591,42 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> Any:
         """Reserve the worst-case cost of a text LLM call or raise."""
-        self._reserve(run_id, _text_run(prompts, invocation_params, metadata))
+        self._reserve(run_id, _text_run(prompts, invocation_params, metadata), kwargs)
+
+    def on_llm_new_token(
+        self,
+        token: str | list[str | dict[str, Any]],
+        *,
+        chunk: GenerationChunk | ChatGenerationChunk | None = None,
+        run_id: UUID,
+        **kwargs: Any,
+    ) -> Any:
+        """Collect the streamed text (an interrupted stream is charged for it)."""
+        _collect(self._lock, self._runs, run_id, token, chunk)
+
+    def _settle(self, run: _Run, cost: float) -> None:
+        if run.reservation is not None:
+            run_sync(self.manager.settle(run.reservation, cost))
+        elif run.over_budget and cost > 0:  # log-only: the call went ahead over the budget
+            run_sync(self.manager.record(cost))
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> Any:
         """Settle the reservation to the real cost (cache hits cost nothing)."""
         with self._lock:
-            run = self._runs.pop(run_id, None)
-        if run is None or run.reservation is None:
+            run = self._runs.pop(run_id)
+        if run is None:
             return
         cost = sum(o.cost_usd for o in _outcomes(response, run, self.pricing))
-        run_sync(self.manager.settle(run.reservation, cost))
+        self._settle(run, cost)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> Any:
-        """Release the reservation of a failed call."""
+        """Settle a failed call: to what it streamed before failing, else release it."""
         with self._lock:
-            run = self._runs.pop(run_id, None)
-        if run is not None and run.reservation is not None:
-            run_sync(self.manager.settle(run.reservation, 0.0))
+            run = self._runs.pop(run_id)
+        if run is None:
+            return
+        partial = _partial_cost(run, error, kwargs.get("response"), self.pricing)
+        self._settle(run, 0.0 if partial is None else partial[1])
 
     def spent(self) -> dict[str, float]:
         """USD spent or reserved in the current ``daily`` and ``monthly`` windows."""
@@ -481,6 +665,15 @@ def _token_text(token: Any, chunk: Any) -> str:
     return ""
 
 
+def _collect(lock: threading.Lock, runs: _RunTable, run_id: UUID, token: Any, chunk: Any) -> None:
+    text = _token_text(token, chunk)
+    if text:
+        with lock:
+            run = runs.get(run_id)
+            if run is not None:
+                run.streamed.append(text)
+
+
 class StreamingStatsCallbackHandler(BaseCallbackHandler):
     """Records time to first token and tokens per second of every run.
 
@@ -493,13 +686,21 @@ class StreamingStatsCallbackHandler(BaseCallbackHandler):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._active: dict[UUID, RunStreamStats] = {}
+        self._active: OrderedDict[UUID, RunStreamStats] = OrderedDict()
         self.runs: list[RunStreamStats] = []
         """Finished runs, oldest first."""
+        _register(self)
+
+    def _forget(self, run_ids: list[UUID]) -> None:
+        with self._lock:
+            for run_id in run_ids:
+                self._active.pop(run_id, None)
 
     def _start(self, run_id: UUID, model: str) -> None:
         with self._lock:
             self._active[run_id] = RunStreamStats(run_id, model, _started=time.perf_counter())
+            while len(self._active) > _MAX_OPEN_RUNS:
+                self._active.popitem(last=False)
 
     def on_chat_model_start(
         self,

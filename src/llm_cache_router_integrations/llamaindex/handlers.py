@@ -35,6 +35,8 @@ from llama_index.core.instrumentation.events.llm import (
 )
 from llama_index_instrumentation import get_dispatcher
 from llama_index_instrumentation.events.span import SpanDropEvent
+from llama_index_instrumentation.span import active_span_id
+from llama_index_instrumentation.span_handlers import BaseSpanHandler
 from pydantic import Field, PrivateAttr
 
 from .._sync import run_sync
@@ -95,6 +97,76 @@ _STARTS = (LLMChatStartEvent, LLMCompletionStartEvent)
 _PROGRESS = (LLMChatInProgressEvent, LLMCompletionInProgressEvent)
 _ENDS = (LLMChatEndEvent, LLMCompletionEndEvent)
 _TTFT_SAMPLES = 256
+_MAX_SPANS = 100_000
+
+
+class _SpanParents(BaseSpanHandler[Any]):
+    """Parent of every open span, so an LLM call made inside another one can be recognised."""
+
+    _parents: OrderedDict[str, str | None] = PrivateAttr(default_factory=OrderedDict)
+    _parents_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    @classmethod
+    def class_name(cls) -> str:
+        """Class name."""
+        return "LLMCacheRouterSpanParents"
+
+    def span_enter(
+        self,
+        id_: str,
+        bound_args: Any,
+        instance: Any = None,
+        parent_id: str | None = None,
+        tags: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        """Remember the span's parent."""
+        with self._parents_lock:
+            self._parents[id_] = parent_id
+            while len(self._parents) > _MAX_SPANS:
+                self._parents.popitem(last=False)
+
+    def span_exit(
+        self, id_: str, bound_args: Any, instance: Any = None, result: Any = None, **kwargs: Any
+    ) -> None:
+        """Forget the span."""
+        with self._parents_lock:
+            self._parents.pop(id_, None)
+
+    def span_drop(
+        self, id_: str, bound_args: Any, instance: Any = None, err: Any = None, **kwargs: Any
+    ) -> None:
+        """Forget the span."""
+        with self._parents_lock:
+            self._parents.pop(id_, None)
+
+    def new_span(self, *args: Any, **kwargs: Any) -> None:
+        """No span objects are kept."""
+
+    def prepare_to_exit_span(self, *args: Any, **kwargs: Any) -> None:
+        """No span objects are kept."""
+
+    def prepare_to_drop_span(self, *args: Any, **kwargs: Any) -> None:
+        """No span objects are kept."""
+
+    def ancestors(self, span: str) -> list[str]:
+        """The open spans ``span`` runs inside, innermost first."""
+        found: list[str] = []
+        with self._parents_lock:
+            parent = self._parents.get(span)
+            while parent is not None and len(found) < 1000:
+                found.append(parent)
+                parent = self._parents.get(parent)
+        return found
+
+
+_PARENTS = _SpanParents()
+
+
+def _track_span_parents() -> None:
+    root = get_dispatcher()
+    if not any(h is _PARENTS for h in root.span_handlers):
+        root.add_span_handler(_PARENTS)
 
 
 def _tokens(response: Any) -> tuple[int, int]:
@@ -123,6 +195,11 @@ class CostEventHandler(BaseEventHandler):
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _open: OrderedDict[str, _OpenSpan] = PrivateAttr(default_factory=OrderedDict)
     _models: dict[str, ModelCost] = PrivateAttr(default_factory=dict)
+    _nested: OrderedDict[str, None] = PrivateAttr(default_factory=OrderedDict)
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Start tracking span parents (to count only the outermost of nested LLM calls)."""
+        _track_span_parents()
 
     @classmethod
     def class_name(cls) -> str:
@@ -148,7 +225,16 @@ class CostEventHandler(BaseEventHandler):
         span = event.span_id or ""
         now = time.perf_counter()
         with self._lock:
+            if span in self._nested:  # an LLM call inside another one (chat through complete)
+                if isinstance(event, _ENDS | ExceptionEvent | SpanDropEvent):
+                    del self._nested[span]
+                return
             if isinstance(event, _STARTS):
+                if any(parent in self._open for parent in _PARENTS.ancestors(span)):
+                    self._nested[span] = None
+                    while len(self._nested) > self.max_open_spans:
+                        self._nested.popitem(last=False)
+                    return
                 self._start(span, event.model_dict, now)
             elif isinstance(event, _PROGRESS):
                 opened = self._open.get(span)
@@ -235,6 +321,7 @@ _NOT_LLM: list[CBEventType] = [t for t in CBEventType if t is not CBEventType.LL
 class _Pending:
     reservation: Reservation
     model: str
+    span: str | None = None
 
 
 class BudgetCallbackHandler(BaseCallbackHandler):
@@ -274,7 +361,9 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         self._router_source = router
         self._pricing = pricing
         self._pending: dict[str, _Pending] = {}
+        self._nested: set[str] = set()
         self._lock = threading.Lock()
+        _track_span_parents()
 
     # -------------------------------------------------------------- helpers
     @property
@@ -353,10 +442,18 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         """Reserve the worst case of an LLM call or raise :class:`BudgetExceededError`."""
         if event_type is not CBEventType.LLM:
             return event_id
+        span = active_span_id.get()
+        with self._lock:
+            open_spans = {p.span for p in self._pending.values() if p.span is not None}
+            if span is not None and open_spans.intersection(_PARENTS.ancestors(span)):
+                # An LLM call made by another one (a CustomLLM's chat through its complete):
+                # the outer call's reservation covers it.
+                self._nested.add(event_id)
+                return event_id
         estimate, model = self.estimate(payload or {})
         reservation = run_sync(self.manager.reserve(estimate))  # raises BudgetExceededError
         with self._lock:
-            self._pending[event_id] = _Pending(reservation, model)
+            self._pending[event_id] = _Pending(reservation, model, span)
         return event_id
 
     def on_event_end(
@@ -371,6 +468,9 @@ class BudgetCallbackHandler(BaseCallbackHandler):
             return
         payload = payload or {}
         with self._lock:
+            if event_id in self._nested:
+                self._nested.discard(event_id)
+                return
             pending = self._pending.pop(event_id, None)
         failed = EventPayload.EXCEPTION in payload
         if pending is None:
