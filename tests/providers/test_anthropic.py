@@ -573,3 +573,14 @@ def test_server_rejects_a_missing_max_tokens(
     reply = httpx.post(wire.url, json=wire.body, headers=wire.headers)
     error = provider.error_from_response(reply.status_code, reply.headers, reply.content)
     assert isinstance(error, BadRequestError) and "max_tokens" in str(error)
+
+
+def test_whitespace_only_stop_sequences_are_dropped(
+    server: AnthropicServer, provider: AnthropicProvider
+) -> None:
+    """Anthropic answers 400 to a stop sequence without a visible character (OpenAI callers often
+    pass "\\n"): such entries are left out, the others are kept, and none leaves no field."""
+    provider.complete(request(user("List three colours."), stop=["\n", " \n\n", "END"]))
+    assert server.requests[-1].body["stop_sequences"] == ["END"]
+    provider.complete(request(user("List three colours."), stop=["\n"]))
+    assert "stop_sequences" not in server.requests[-1].body

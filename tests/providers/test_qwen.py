@@ -284,3 +284,19 @@ def test_error_message_echoing_the_key_is_redacted(
     with pytest.raises(AuthenticationError) as caught:
         provider.complete(ask())
     assert API_KEY not in str(caught.value) and API_KEY not in repr(caught.value)
+
+
+def test_developer_messages_are_sent_as_system(server: QwenServer, provider: QwenProvider) -> None:
+    """DashScope (like every OpenAI-compatible server but OpenAI) refuses the developer role."""
+    provider.complete(
+        ChatRequest.model_validate(
+            {
+                "model": OPEN_MODEL,
+                "messages": [
+                    {"role": "developer", "content": "Answer in English."},
+                    {"role": "user", "content": "Say hello"},
+                ],
+            }
+        )
+    )
+    assert [m["role"] for m in server.requests[-1].body["messages"]] == ["system", "user"]

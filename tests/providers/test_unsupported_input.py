@@ -49,3 +49,26 @@ def test_openai_compatible_sends_video(server: OpenAIServer) -> None:
     provider.complete(video_request("Qwen/Qwen2.5-VL-7B-Instruct"))
     assert server.requests[-1].body["messages"][0]["content"][1] == VIDEO
     provider.close()
+
+
+@pytest.mark.parametrize(
+    ("kind", "role"), [("openai", "developer"), ("openai-compatible", "system")]
+)
+def test_developer_role_is_sent_only_to_openai(server: OpenAIServer, kind: str, role: str) -> None:
+    """Only OpenAI knows the developer role; other OpenAI-style servers get it as system."""
+    provider = create_provider(
+        kind, {"api_key": "sk-test-openai-0123456789abcdef", "base_url": server.base_url}
+    )
+    provider.complete(
+        ChatRequest.model_validate(
+            {
+                "model": "gpt-4o-mini",
+                "messages": [
+                    {"role": "developer", "content": "Answer in English."},
+                    {"role": "user", "content": "Say hello"},
+                ],
+            }
+        )
+    )
+    assert [m["role"] for m in server.requests[-1].body["messages"]] == [role, "user"]
+    provider.close()

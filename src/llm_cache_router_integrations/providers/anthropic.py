@@ -350,7 +350,9 @@ class AnthropicProvider(BaseProvider):
             "system": system,
             "temperature": None if request.temperature is None else min(request.temperature, 1.0),
             "top_p": request.top_p,
-            "stop_sequences": request.stop or None,
+            # Anthropic refuses a stop sequence without a visible character ("\n"): such entries
+            # are dropped rather than failing the call (a fallback from OpenAI often carries "\n").
+            "stop_sequences": [s for s in request.stop or () if s.strip()] or None,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         tools, choice = self._tools(request)

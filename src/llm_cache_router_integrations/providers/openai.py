@@ -169,6 +169,9 @@ class OpenAICompatibleProvider(BaseProvider):
     max_tokens_field: ClassVar[str] = "max_tokens"
     supports_video: ClassVar[bool] = True
     supports_stream_usage: ClassVar[bool] = True
+    developer_role: ClassVar[str] = "system"
+    """The role a ``developer`` message is sent as: only OpenAI itself knows ``developer``; other
+    servers (DashScope, MiniMax, most local servers) answer 400 to it, and take ``system``."""
 
     # ---------------------------------------------------------------- messages
     def convert_block(self, block: ContentBlock) -> dict[str, Any]:
@@ -189,7 +192,8 @@ class OpenAICompatibleProvider(BaseProvider):
 
     def convert_message(self, message: Message) -> dict[str, Any]:
         """One unified message in OpenAI's shape."""
-        out: dict[str, Any] = {"role": message.role}
+        role = self.developer_role if message.role == "developer" else message.role
+        out: dict[str, Any] = {"role": role}
         if isinstance(message.content, list):
             out["content"] = [self.convert_block(block) for block in message.content]
         else:
@@ -280,6 +284,7 @@ class OpenAIProvider(OpenAICompatibleProvider):
     default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
     max_tokens_field: ClassVar[str] = "max_completion_tokens"
     supports_video: ClassVar[bool] = False
+    developer_role: ClassVar[str] = "developer"
 
     def auth_headers(self) -> dict[str, str]:
         """Bearer token plus the optional organization/project headers from the environment."""
