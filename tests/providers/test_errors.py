@@ -630,3 +630,37 @@ async def test_timeout_bounds_the_whole_request_not_each_read(server: OpenAIServ
         await make_provider(server).acomplete(ask(), timeout=0.5)
     assert (await provider.acomplete(ask())).content == "hi"
     await provider.aclose()
+
+
+# ---------------------------------------------------------------- refusals
+
+
+def test_a_refusal_is_the_answer_flagged_content_filter(
+    server: OpenAIServer, provider: BaseProvider
+) -> None:
+    """OpenAI's ``message.refusal`` (content null) is not an empty success: its text is the
+    answer and the finish reason is content_filter, in a complete call and in a stream."""
+    refusal = "I'm sorry, I can't help with that."
+    message = {"role": "assistant", "content": None, "refusal": refusal}
+    body = {
+        "id": "x",
+        "object": "chat.completion",
+        "model": MODEL,
+        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 9, "total_tokens": 10},
+    }
+    server.push(JSONReply(body))
+    response = provider.complete(ask())
+    assert response.content == refusal and response.finish_reason == "content_filter"
+
+    frames = [
+        chunk({"role": "assistant", "content": None, "refusal": ""}),
+        chunk({"refusal": "I'm sorry, "}),
+        chunk({"refusal": "I can't help with that."}),
+        chunk({}, "stop"),
+        b"data: [DONE]\n\n",
+    ]
+    server.push(StreamReply(frames))
+    chunks = list(provider.stream(ask()))
+    assert "".join(c.delta for c in chunks) == refusal
+    assert chunks[-1].finish_reason == "content_filter"

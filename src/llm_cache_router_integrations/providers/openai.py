@@ -97,6 +97,8 @@ class OpenAIStreamHandler(StreamHandler):
 
     saw_choice: bool = False
     """Whether any event carried a choice: ``[DONE]`` without one is no answer at all."""
+    refused: bool = False
+    """Whether the model refused (``delta.refusal``): the answer then ends as ``content_filter``."""
 
     def __init__(self, provider: BaseProvider, request: ChatRequest) -> None:
         super().__init__(provider, request)
@@ -130,6 +132,9 @@ class OpenAIStreamHandler(StreamHandler):
             self.saw_choice = True
             delta = choice.get("delta") or {}
             text = _text_of(delta.get("content"))
+            refusal = delta.get("refusal")
+            if not text and isinstance(refusal, str) and refusal:
+                text, self.refused = refusal, True  # the refusal is the answer's text
             if text:
                 chunks.append(StreamChunk(delta=text))
             for item in delta.get("tool_calls") or ():
@@ -151,7 +156,7 @@ class OpenAIStreamHandler(StreamHandler):
                 )
             finish = openai_finish_reason(choice.get("finish_reason"))
             if finish is not None:
-                self.finish_reason = finish
+                self.finish_reason = "content_filter" if self.refused else finish
                 self.done = True
         return chunks
 
@@ -259,8 +264,14 @@ class OpenAICompatibleProvider(BaseProvider):
         message = choice.get("message") or {}
         tool_calls = [_tool_call(item) for item in message.get("tool_calls") or ()]
         finish = openai_finish_reason(choice.get("finish_reason"))
+        content = _text_of(message.get("content"))
+        refusal = message.get("refusal")
+        if not content and isinstance(refusal, str) and refusal:
+            # A refusal (structured outputs): its text is the answer, flagged as content_filter
+            # so that it is never cached or mistaken for an empty success.
+            content, finish = refusal, "content_filter"
         return LLMResponse(
-            content=_text_of(message.get("content")),
+            content=content,
             tool_calls=tool_calls,
             finish_reason=finish or ("tool_calls" if tool_calls else "stop"),
             usage=openai_usage(data.get("usage")) or Usage(),
