@@ -143,3 +143,12 @@ def test_router_falls_back_from_an_unreachable_cloud(local: LocalProvider) -> No
     assert response.cost_usd == 0.0
     assert chunks[-1].is_final and chunks[-1].provider_used == "local"
     assert chunks[-1].route == ["cloud/gpt-4o-mini", f"local/{MODEL}"]
+
+
+def test_a_stop_string_without_spaces_ends_generation_at_once(local: LocalProvider) -> None:
+    """The streamer holds text back until a space; generation itself still stops at the token
+    that completes the stop string (the usage counts what was generated, not max_tokens)."""
+    ask = request("Count from 1 to 30 separated by commas.", stop=["5"], max_tokens=40)
+    response = local.complete(ask)
+    assert response.finish_reason == "stop" and "5" not in (response.content or "")
+    assert response.usage.output_tokens <= 10

@@ -192,6 +192,13 @@ class _Generation:
                     streamer=self.streamer,
                     stopping_criteria=[_Stop()],
                     pad_token_id=self.loaded.tokenizer.eos_token_id,
+                    # Stop strings end generation at the token that completes them (the streamer
+                    # holds text back until a space, so pieces() alone would see them late).
+                    **(
+                        {"stop_strings": list(self.stops), "tokenizer": self.loaded.tokenizer}
+                        if self.stops
+                        else {}
+                    ),
                     **self.kwargs,
                 )
         except BaseException as exc:  # handed to the reader, which raises it typed
