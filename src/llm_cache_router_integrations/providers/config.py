@@ -26,7 +26,12 @@ class ProviderConfig(BaseModel):
     api_key: SecretStr | None = Field(default=None, description="default: the provider's env var")
     base_url: str | None = None
     models: list[str] = Field(default_factory=list)
-    timeout: float = Field(default=60.0, gt=0, description="seconds for a whole request")
+    timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="seconds for a whole request; for a stream, for each chunk (the first "
+        "included): the call's own timeout= bounds a whole stream",
+    )
     connect_timeout: float = Field(default=10.0, gt=0)
     headers: dict[str, str] = Field(
         default_factory=dict,
