@@ -613,3 +613,27 @@ def test_long_runs_of_line_breaks_are_linear_without_the_caps() -> None:
     elapsed, v = _timed_verify(g, a, a + " x")
     assert isinstance(v, GuardVerdict)
     assert elapsed < 0.5, elapsed
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("Is 2.50 a good price for milk?", "Is 2.5 a good price for milk?"),
+        ("Is 3.0 a good GPA?", "Is 3 a good GPA?"),
+        ("Multiply 2.50 by 4", "Multiply 2.5 by 4"),
+        ("What is new in version 2.0?", "What is new in version 2?"),
+        ("Toys for ages 5 -10", "Toys for ages 5-10"),
+        ("Is it -5 degrees today?", "Is it minus 5 degrees today?"),
+        ("What is 10 minus 5?", "What is 10-5?"),
+        (
+            "Compiling needs version 3.20 or later of CMake.",
+            "Building needs CMake 3.20 or newer.",
+        ),
+    ],
+)
+def test_number_rules_keep_equal_numbers_equal(a: str, b: str) -> None:
+    """The sign and version rules do not split equal numbers: a sentence's first word is no
+    version cue, a "-" after a number is a range, "minus 5" (not "10 minus 5") is -5, and a
+    version's insignificant ".0" is dropped."""
+    verdict = VerificationGuard().verify(a, b, 0.95)
+    assert verdict.reason != "numbers", verdict

@@ -957,8 +957,9 @@ def _is_number_token(lower: str) -> bool:
 def _parse_numeric(token: str, version: bool = False) -> tuple[str | None, str | None, bool]:
     """A numeric token -> (canonical value, trailing unit word, is_ordinal).
 
-    A decimal keeps its trailing zeros when ``version`` is true (it follows a version cue or a
-    name: "Python 3.10"); otherwise it is a quantity and "2.50" equals "2.5". A leading "-" is a
+    A decimal keeps a significant trailing zero when ``version`` is true (it follows a version cue
+    or a technology name: "Python 3.10" is not "Python 3.1", "3.0" is "3"); otherwise it is a
+    quantity and "2.50" equals "2.5". A leading "-" is a
     minus sign; a number-form character (½, ², ①) counts with its numeric value.
     """
     sign = "-" if token[:1] == "-" else ""
@@ -985,7 +986,9 @@ def _parse_numeric(token: str, version: bool = False) -> tuple[str | None, str |
         elif suffix:
             unit = suffix
         plain = not (currency or percent or suffix)
-        value = digits if "." in digits and version and plain else _format_number(number)
+        # A version keeps a significant trailing zero ("3.10" is not "3.1"); "3.0" is still "3".
+        significant = "." in digits and bool(digits.partition(".")[2].strip("0"))
+        value = digits if significant and version and plain else _format_number(number)
     elif suffix:
         unit = suffix
     if sign and value != "0":
@@ -995,12 +998,15 @@ def _parse_numeric(token: str, version: bool = False) -> tuple[str | None, str |
     return value, unit, ordinal
 
 
-def _names_version(previous: str) -> bool:
+def _names_version(previous: str, opens_text: bool) -> bool:
     """Whether a decimal after the token ``previous`` is a version or section number: after a
-    version cue ("version", "v", "release", "section"...), a technology name or a capitalised
-    word ("Python 3.10", "Django 4.0")."""
+    version cue ("version", "v", "release", "section"...), a technology name ("Python 3.10") or
+    a capitalised word inside the text ("CMake 3.20"), but not after the text's first word: "Is
+    2.50 a good price?" is a quantity."""
     lower = previous.lower()
-    return lower in _VERSION_CUES or lower in _KNOWN_ENTITIES or not previous.islower()
+    if lower in _VERSION_CUES or lower in _KNOWN_ENTITIES:
+        return True
+    return not opens_text and not previous.islower()
 
 
 def _extends(pending: Decimal, value: Decimal) -> bool:
@@ -1073,7 +1079,14 @@ def _analyse_uncached(text: str, synonyms: dict[str, str]) -> _Analysis:
         prev = words[-1] if words else ""
         if _is_number_token(lower):
             flush_number()
-            version = index > 0 and _names_version(raw_tokens[index - 1][0])
+            before = raw_tokens[index - 1][0] if index > 0 else ""
+            if lower[0] == "-" and before and _is_number_token(before.lower()):
+                lower = lower[1:]  # "ages 5 -10": a range, not a minus sign
+            elif before.lower() in ("minus", "negative") and lower[0] != "-":
+                earlier = raw_tokens[index - 2][0].lower() if index > 1 else ""
+                if not (earlier and _is_number_token(earlier)):
+                    lower = "-" + lower  # "minus 5 degrees" is "-5", but "10 minus 5" is not
+            version = bool(before) and _names_version(before, opens_text=index == 1)
             value, unit, ordinal = _parse_numeric(lower, version)
             if value is not None:
                 (weak.add(value) if ordinal else numbers.append(value))
