@@ -7,8 +7,9 @@ created for the portal loop are reused across sync calls.
 A blocking call made on a thread that runs an event loop (a Jupyter cell) freezes that loop until
 it returns. When router calls are in flight as tasks on that loop, they are frozen too, and the
 sync call may wait on them (a ``max_concurrency`` slot one of them holds): a deadlock. So when the
-call has not finished after :data:`FROZEN_LOOP_TIMEOUT` seconds while such tasks exist, it is
-cancelled and :class:`SyncCallDeadlockError` names the fix (``await`` the async method). A sync
+call has waited :data:`FROZEN_LOOP_TIMEOUT` seconds, is still queued for a concurrency slot or a
+rate-limit token, and such tasks exist, it is cancelled and :class:`SyncCallDeadlockError` names
+the fix (``await`` the async method). A call whose request is in flight is never cut short. A sync
 call interrupted by ``KeyboardInterrupt`` (or any other exception in the waiting thread) cancels
 its coroutine instead of leaving it running on the portal.
 """
@@ -17,14 +18,22 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
 import threading
+import weakref
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any, Generic, TypeVar
 
 from .errors import SyncCallDeadlockError
 
-__all__ = ["FROZEN_LOOP_TIMEOUT", "SyncCallDeadlockError", "iterate_sync", "run_sync"]
+__all__ = [
+    "FROZEN_LOOP_TIMEOUT",
+    "SyncCallDeadlockError",
+    "iterate_sync",
+    "run_sync",
+    "waiting_for_a_slot",
+]
 
 T = TypeVar("T")
 
@@ -32,6 +41,35 @@ FROZEN_LOOP_TIMEOUT = 3.0
 """Seconds a sync call may block a running event loop that has router calls in flight on it."""
 
 _CANCEL_GRACE = 5.0  # how long an interrupted call waits for its coroutine to unwind
+_POLL = 0.25  # how often a sync call blocking a running loop checks whether it is stuck
+
+# Tasks queued for a concurrency slot or a rate-limit token (see waiting_for_a_slot): only a sync
+# call stuck there can be waiting on the loop it blocks; one whose request is in flight is not.
+_waiting_lock = threading.Lock()
+_waiting: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
+
+
+@contextlib.contextmanager
+def waiting_for_a_slot() -> Iterator[None]:
+    """Mark the current task as queued for a slot or token while the block runs."""
+    task = asyncio.current_task()
+    if task is None:
+        yield
+        return
+    with _waiting_lock:
+        _waiting.add(task)
+    try:
+        yield
+    finally:
+        with _waiting_lock:
+            _waiting.discard(task)
+
+
+def _is_waiting(task: asyncio.Task[Any] | None) -> bool:
+    with _waiting_lock:
+        return task is not None and task in _waiting
+
+
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 _lock = threading.Lock()
@@ -124,8 +162,13 @@ class _Call(Generic[T]):
         """Block until the coroutine's result; cancel it if the wait is interrupted."""
         try:
             if _in_running_loop():
-                done, _ = concurrent.futures.wait([self.future], timeout=FROZEN_LOOP_TIMEOUT)
-                if not done:
+                waited = 0.0
+                while not concurrent.futures.wait([self.future], timeout=_POLL)[0]:
+                    waited += _POLL
+                    # Stuck only if queued for a slot or token (a call whose request is in
+                    # flight finishes without this loop) while frozen router tasks may hold it.
+                    if waited < FROZEN_LOOP_TIMEOUT or not _is_waiting(self._task):
+                        continue
                     frozen = _frozen_router_tasks()
                     if frozen:
                         raise SyncCallDeadlockError(

@@ -117,3 +117,25 @@ def test_keyboard_interrupt_cancels_the_sync_call(servers: list[OpenAIServer]) -
     assert gate.active == 0  # the call was cancelled, not left running on the portal loop
     assert router.stats()["requests"] <= 1
     router.close()
+
+
+def test_slow_sync_call_beside_background_router_tasks_is_not_cut(
+    servers: list[OpenAIServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A background router task in flight on the loop does not make a slow, unqueued sync call a
+    deadlock: only a call still queued for a slot or token can be waiting on the frozen loop."""
+    a, b = servers[0], servers[1]
+    slow(a, 1.5)
+    slow(b, 1.0)
+    monkeypatch.setattr(_sync, "FROZEN_LOOP_TIMEOUT", 0.3)
+    router = LLMRouter({"a": provider(a, "gpt-4o"), "b": provider(b, "gpt-4o-mini")})
+
+    async def notebook_cell() -> tuple[str, str]:
+        background = asyncio.create_task(router.complete("background", "gpt-4o"))
+        await asyncio.sleep(0.1)  # in flight at the provider
+        foreground = router.complete_sync("foreground", "gpt-4o-mini")  # 1 s, no queue
+        return foreground.content or "", (await background).content or ""
+
+    foreground, background = asyncio.run(notebook_cell())
+    assert foreground.startswith("Answer to:") and background.startswith("Answer to:")
+    router.close()

@@ -14,6 +14,8 @@ import itertools
 import threading
 from dataclasses import dataclass, field
 
+from .._sync import waiting_for_a_slot
+
 __all__ = ["PriorityGate", "QueueFullError"]
 
 
@@ -72,7 +74,8 @@ class PriorityGate:
             waiter = _Waiter(int(priority), next(self._seq), loop, loop.create_future())
             heapq.heappush(self._waiters, waiter)
         try:
-            await waiter.future
+            with waiting_for_a_slot():
+                await waiter.future
         except asyncio.CancelledError:
             with self._lock:
                 if waiter in self._waiters:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from .._sync import waiting_for_a_slot
 from ..errors import ConfigurationError
 
 __all__ = ["LimitQueue", "Limiter", "RateLimiter", "SlidingWindow", "TokenBucket"]
@@ -210,21 +211,22 @@ class LimitQueue:
             waiter = _LimitWaiter(int(priority), next(self._seq), loop)
             heapq.heappush(self._waiters, waiter)
         try:
-            while True:
-                with self._lock:
-                    head = self._waiters[0] is waiter
-                left = None if until is None else until - time.monotonic()
-                if head:
-                    wait = await limiter.acquire(tokens)
-                    if wait == 0:
-                        return True
-                    if left is not None and wait > left:
-                        return False
-                    await self._sleep(waiter, wait)
-                else:
-                    if left is not None and left <= 0:
-                        return False
-                    await self._sleep(waiter, left)
+            with waiting_for_a_slot():
+                while True:
+                    with self._lock:
+                        head = self._waiters[0] is waiter
+                    left = None if until is None else until - time.monotonic()
+                    if head:
+                        wait = await limiter.acquire(tokens)
+                        if wait == 0:
+                            return True
+                        if left is not None and wait > left:
+                            return False
+                        await self._sleep(waiter, wait)
+                    else:
+                        if left is not None and left <= 0:
+                            return False
+                        await self._sleep(waiter, left)
         finally:
             with self._lock:
                 self._waiters.remove(waiter)
