@@ -118,6 +118,8 @@ def test_premium_variants_have_their_own_price() -> None:
         ("gemini-2.5-flash-preview-05-20", "gemini-2.5-flash"),
         ("gemini-2.5-flash-preview-09-2025", "gemini-2.5-flash"),
         ("qwen-plus-latest", "qwen-plus"),
+        ("gpt-5-chat-latest", "gpt-5-chat"),
+        ("gpt-4o-mini-search-preview", "gpt-4o-mini-search"),
         ("o4-mini-2025-04-16", "o4-mini"),
         ("openai/gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
     ],
@@ -128,7 +130,7 @@ def test_snapshots_fall_back_to_their_base_model(model: str, base: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "model", ["gpt-5-turbo-xyz", "o3-mini-high", "gpt-4o-mini-search-preview", "gpt-5-codex-max"]
+    "model", ["gpt-5-turbo-xyz", "o3-mini-high", "gpt-4o-mini-realtime-x", "gpt-5-codex-max"]
 )
 def test_named_variants_are_unknown_not_their_base_model(
     model: str, caplog: pytest.LogCaptureFixture
