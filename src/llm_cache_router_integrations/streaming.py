@@ -48,20 +48,43 @@ class ToolCallIndexer:
 
     def index_for(self, sent: int | None, call_id: str | None, name: str | None) -> int:
         """The index of the call a piece belongs to (``sent`` is ``None`` when it had none)."""
+        return self._place(sent, call_id, name)[0]
+
+    def normalise(
+        self, sent: int | None, call_id: str | None, name: str | None, arguments: str
+    ) -> ToolCallDelta:
+        """The piece as a :class:`ToolCallDelta` with its call's own index, carrying the id and
+        the name only where they are new (a repeated id or name is left out, a name fragment
+        kept), so consumers that concatenate pieces, as LangChain's chunks do, get each once."""
+        index, new_id, new_name = self._place(sent, call_id, name)
+        return ToolCallDelta(
+            index=index,
+            id=call_id if new_id else None,
+            name=name if new_name else None,
+            arguments=arguments,
+        )
+
+    def _place(
+        self, sent: int | None, call_id: str | None, name: str | None
+    ) -> tuple[int, bool, bool]:
+        """(index of the piece's call, whether its id is new, whether its name is new)."""
         current = self._last if sent is None else self._sent.get(sent)
         if current is None or self._starts_new(current, call_id, name):
             free = sent is not None and sent not in self._calls
             current = sent if free and sent is not None else max(self._calls, default=-1) + 1
             self._calls[current] = [call_id, name]
+            new_id, new_name = bool(call_id), bool(name)
         else:
             info = self._calls[current]
+            new_id = bool(call_id) and not info[0]
             info[0] = info[0] or call_id
-            if name and name != info[1]:  # joined like ToolCallAssembler joins a fragmented name
-                info[1] = (info[1] or "") + name
+            new_name = bool(name) and name != info[1]
+            if new_name:  # joined like ToolCallAssembler joins a fragmented name
+                info[1] = (info[1] or "") + (name or "")
         if sent is not None:
             self._sent[sent] = current
         self._last = current
-        return current
+        return current, new_id, new_name
 
     def _starts_new(self, current: int, call_id: str | None, name: str | None) -> bool:
         known_id, known_name = self._calls[current]

@@ -44,7 +44,7 @@ from langchain_core.messages.tool import (
 )
 
 from ..errors import InvalidRequestError
-from ..streaming import new_tool_call_id
+from ..streaming import ToolCallIndexer, new_tool_call_id
 from ..types import (
     AnthropicImageSource,
     ContentBlock,
@@ -355,28 +355,24 @@ class StreamConverter:
 
     def __init__(self) -> None:
         self._streamed: set[int] = set()
-        self._names: dict[int, str] = {}  # index -> the name sent so far
-        self._identified: set[int] = set()
+        self._indexer = ToolCallIndexer()
 
     def convert(self, chunk: StreamChunk) -> AIMessageChunk:
         """The ``AIMessageChunk`` of ``chunk``; the final one carries usage and metadata.
 
-        A call's id goes on its first chunk that has one, and its name once: LangChain
-        concatenates both when merging chunks, and some servers repeat them on every delta (a
-        fragmented name is joined, as the core's accumulator joins it).
+        A call's id and name go out once (the core's
+        :class:`~llm_cache_router_integrations.streaming.ToolCallIndexer` drops repeats and keeps
+        name fragments): LangChain concatenates both when merging chunks.
         """
         pieces: list[ToolCallChunk] = []
         for delta in chunk.tool_call_deltas:
-            index = delta.index
-            self._streamed.add(index)
-            sent = self._names.get(index, "")
-            name = delta.name if delta.name and delta.name != sent else None
-            call_id = delta.id if delta.id and index not in self._identified else None
-            if name:
-                self._names[index] = sent + name
-            if call_id:
-                self._identified.add(index)
-            pieces.append(tool_call_chunk(name=name, args=delta.arguments, id=call_id, index=index))
+            piece = self._indexer.normalise(delta.index, delta.id, delta.name, delta.arguments)
+            self._streamed.add(piece.index)
+            pieces.append(
+                tool_call_chunk(
+                    name=piece.name, args=piece.arguments, id=piece.id, index=piece.index
+                )
+            )
         if not chunk.is_final:
             return AIMessageChunk(content=chunk.delta, tool_call_chunks=pieces)
         for index, call in enumerate(chunk.tool_calls or ()):

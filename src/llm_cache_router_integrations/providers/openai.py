@@ -22,7 +22,6 @@ from ..types import (
     Message,
     StreamChunk,
     ToolCall,
-    ToolCallDelta,
     ToolCallFunction,
     Usage,
     VideoBlock,
@@ -142,18 +141,13 @@ class OpenAIStreamHandler(StreamHandler):
                 sent = item.get("index")
                 call_id = item.get("id") or None
                 name = function.get("name") or None
-                chunks.append(
-                    self.tool_delta(
-                        ToolCallDelta(
-                            index=self.indexer.index_for(
-                                None if sent is None else int(sent), call_id, name
-                            ),
-                            id=call_id,
-                            name=name,
-                            arguments=function.get("arguments") or "",
-                        )
-                    )
+                piece = self.indexer.normalise(
+                    None if sent is None else int(sent),
+                    call_id,
+                    name,
+                    function.get("arguments") or "",
                 )
+                chunks.append(self.tool_delta(piece))
             finish = openai_finish_reason(choice.get("finish_reason"))
             if finish is not None:
                 self.finish_reason = "content_filter" if self.refused else finish
